@@ -1,0 +1,140 @@
+"""The aiohttp application: routes, pages, and the shared client session.
+
+Handlers only translate HTTP to calls and back. Every XML-RPC answer, success or fault, is
+HTTP 200 with text/xml: clients such as Python's xmlrpc.client and WordPress's IXR treat any
+other status as a transport error and never read the fault.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import hdrs, web
+
+from pingproxy import outbound, pages, pingback
+from pingproxy.config import Settings
+from pingproxy.errors import Outcome, PingproxyError, RequestError
+from pingproxy.relay import RETRY_AFTER_SECONDS, Relay
+from pingproxy.urls import endpoint_from_forward, endpoint_from_path, pingback_url
+
+SETTINGS = web.AppKey("settings", Settings)
+RELAY = web.AppKey("relay", Relay)
+
+XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+# A sender that trickles its body must not hold a handler forever.
+BODY_TIMEOUT_SECONDS = 10.0
+
+logger = logging.getLogger("pingproxy.app")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The pingproxy application for these settings."""
+    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_relay_context)
+    app.router.add_get("/", landing)
+    app.router.add_post("/", ping_without_endpoint)
+    app.router.add_get("/webmention", forward_page)
+    app.router.add_post("/webmention", ping_forward)
+    app.router.add_get("/{endpoint:.+}", endpoint_page)
+    app.router.add_post("/{endpoint:.+}", ping_path)
+    return app
+
+
+async def _relay_context(app: web.Application) -> AsyncIterator[None]:
+    """One client session for the application's life; forwards in flight finish first."""
+    settings = app[SETTINGS]
+    policy = outbound.policy_for(settings)
+    async with outbound.open_session(settings, policy) as session:
+        app[RELAY] = Relay(settings, session, policy)
+        yield
+        await app[RELAY].drain(settings.forward_timeout_seconds)
+
+
+async def landing(request: web.Request) -> web.Response:
+    return web.Response(text=pages.landing(_origin(request)), content_type="text/html")
+
+
+async def endpoint_page(request: web.Request) -> web.Response:
+    return _endpoint_page(request, _path_endpoint(request))
+
+
+async def forward_page(request: web.Request) -> web.Response:
+    return _endpoint_page(request, _forward_endpoint(request))
+
+
+async def ping_path(request: web.Request) -> web.Response:
+    return await _answer(request, _path_endpoint(request))
+
+
+async def ping_forward(request: web.Request) -> web.Response:
+    return await _answer(request, _forward_endpoint(request))
+
+
+async def ping_without_endpoint(request: web.Request) -> web.Response:
+    return await _answer(request, "")
+
+
+def _path_endpoint(request: web.Request) -> str:
+    return endpoint_from_path(request.rel_url.raw_path, request.rel_url.raw_query_string)
+
+
+def _forward_endpoint(request: web.Request) -> str:
+    return endpoint_from_forward(list(request.rel_url.query.items()))
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _endpoint_page(request: web.Request, endpoint_text: str) -> web.Response:
+    origin = _origin(request)
+    address = pingback_url(origin, endpoint_text)
+    return web.Response(text=pages.endpoint(origin, endpoint_text, address),
+                        content_type="text/html")
+
+
+async def _answer(request: web.Request, endpoint_text: str) -> web.Response:
+    """Run one XML-RPC call and answer it; every failure becomes a fault, never a 500."""
+    relay = request.app[RELAY]
+    try:
+        via = request.headers.getall(hdrs.VIA, [])
+        relay.check_loop(via)
+        call = pingback.parse_call(await _read_body(request))
+        if call.method != pingback.PING_METHOD:
+            return _xml(pingback.render_success(pingback.introspect(call)))
+        source, target = pingback.ping_arguments(call)
+        text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via)
+        return _xml(pingback.render_success(text))
+    except PingproxyError as error:
+        return _fault(error)
+    except ConnectionError:
+        raise
+    except Exception:
+        logger.exception("unexpected error answering a request")
+        return _fault(RequestError(Outcome.INTERNAL_ERROR, "internal error in pingproxy"))
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[SETTINGS].max_body_bytes
+    too_large = RequestError(Outcome.BODY_TOO_LARGE, f"the request body is over {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+    except TimeoutError:
+        raise RequestError(Outcome.REQUEST_TIMEOUT, "the request body arrived too slowly") from None
+
+
+def _xml(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, headers={hdrs.CONTENT_TYPE: XML_CONTENT_TYPE})
+
+
+def _fault(error: PingproxyError) -> web.Response:
+    response = _xml(pingback.render_fault(error.fault_code, str(error)), error.http_status)
+    if error.outcome is Outcome.OVER_CAPACITY:
+        response.headers[hdrs.RETRY_AFTER] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -1,0 +1,175 @@
+"""Settings: one frozen object, built from command-line flags and environment variables.
+
+Every setting is one row of OPTIONS: its flag, its environment variables (first set wins,
+the flag beats them all), its parser and its help. Nothing here reads os.environ: the
+command line passes the environment in, and tests build Settings directly.
+"""
+
+import argparse
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from yarl import URL
+
+from pingproxy import __version__
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How one pingproxy runs; the defaults serve a laptop or a platform dyno as they are."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    connect_timeout_seconds: float = 3.0
+    forward_timeout_seconds: float = 8.0
+    max_body_bytes: int = 64 * 1024
+    max_reply_bytes: int = 64 * 1024
+    max_inflight: int = 1024
+    allow_private: bool = False
+    allowed_endpoints: tuple[str, ...] = ()
+    allowed_ports: frozenset[int] | None = None
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError("must be between 1 and 65535")
+    return port
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be 1/0, true/false, yes/no or on/off")
+
+
+def _host_patterns(text: str) -> tuple[str, ...]:
+    patterns = tuple(item.strip().lower().rstrip(".") for item in text.split(",") if item.strip())
+    for pattern in patterns:
+        name = pattern.removeprefix("*.")
+        if not name or "*" in name or "/" in name or ":" in name or URL.build(host=name).host is None:
+            raise ValueError(f"{pattern!r} is not a host name or *.domain pattern")
+    return tuple(
+        ("*." if p.startswith("*.") else "") + URL.build(host=p.removeprefix("*.")).host
+        for p in patterns
+    )
+
+
+def _ports(text: str) -> frozenset[int]:
+    return frozenset(_port(item) for item in text.split(",") if item.strip())
+
+
+def _identifier(text: str) -> str:
+    if not text or not text.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("must be letters, digits, '-' or '_'")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its Settings field, its flag, and PINGPROXY_<FLAG> plus any platform names."""
+
+    name: str
+    flag: str
+    metavar: str | None  # None: a switch, which takes no value
+    parse: Callable[[str], object]
+    help: str
+    platform_environment: tuple[str, ...] = ()
+    default_text: str | None = None
+
+    @property
+    def environment(self) -> tuple[str, ...]:
+        own = "PINGPROXY_" + self.flag.removeprefix("--").replace("-", "_").upper()
+        return (own, *self.platform_environment)
+
+
+OPTIONS = (
+    Option("host", "--host", "ADDRESS", str, "address to listen on", ("HOST",)),
+    Option("port", "--port", "PORT", _port, "port to listen on", ("PORT",)),
+    Option("connect_timeout_seconds", "--connect-timeout", "SECONDS", _positive(float),
+           "seconds to wait for a connection to the endpoint"),
+    Option("forward_timeout_seconds", "--timeout", "SECONDS", _positive(float),
+           "seconds one whole forward may take, redirects included"),
+    Option("max_body_bytes", "--max-body", "BYTES", _positive(int),
+           "largest pingback request body accepted"),
+    Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),
+           "most bytes read of an endpoint's reply"),
+    Option("max_inflight", "--max-inflight", "N", _positive(int),
+           "forwards in flight at once; beyond it, HTTP 503 with Retry-After"),
+    Option("allow_private", "--allow-private", None, _boolean,
+           "allow endpoints on loopback and private networks, on any port (sidecar use)"),
+    Option("allowed_endpoints", "--allowed-endpoints", "HOSTS", _host_patterns,
+           "comma-separated hosts (example.com, *.example.com) endpoints must be on",
+           default_text="any public host"),
+    Option("allowed_ports", "--allowed-ports", "PORTS", _ports,
+           "comma-separated ports endpoints may use",
+           default_text="80,443,8080,8443; any with --allow-private"),
+    Option("instance_id", "--instance-id", "NAME", _identifier,
+           "name in the Via header that stops forwarding loops; give a fleet one name",
+           default_text="random at start-up"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, each option showing its default and environment variables."""
+    parser = argparse.ArgumentParser(
+        prog="pingproxy",
+        description="Receive Pingbacks (XML-RPC) and forward them as WebMentions.",
+    )
+    parser.add_argument("--version", action="version", version=f"pingproxy {__version__}")
+    defaults = Settings()
+    for option in OPTIONS:
+        default = option.default_text or _show(getattr(defaults, option.name))
+        help_text = f"{option.help} (default: {default}; env: {', '.join(option.environment)})"
+        if option.metavar is None:
+            parser.add_argument(option.flag, dest=option.name, action="store_const",
+                                const="1", help=help_text)
+        else:
+            parser.add_argument(option.flag, dest=option.name, metavar=option.metavar,
+                                help=help_text)
+    return parser
+
+
+def _show(default: object) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Settings from flags, then environment variables, then defaults; ConfigError if unusable."""
+    flags = vars(build_parser().parse_args(argv))
+    values = {}
+    for option in OPTIONS:
+        text, source = flags.get(option.name), option.flag
+        if text is None:
+            source = next((name for name in option.environment if name in environ), None)
+            text = environ[source] if source else None
+        if text is None:
+            continue
+        try:
+            values[option.name] = option.parse(text)
+        except ValueError as error:
+            raise ConfigError(f"{source}: invalid value {text!r}: {error}") from None
+    return Settings(**values)
+

@@ -1,0 +1,135 @@
+"""Outbound HTTP: the one client session, and guarded requests with bounded replies.
+
+Redirects are followed here, not by aiohttp, so that every hop passes the destination
+policy; reply bodies are read to a cap plus one byte, never further.
+"""
+
+import asyncio
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.resolver import ThreadedResolver
+from multidict import CIMultiDictProxy, MultiDictProxy
+from yarl import URL
+
+from pingproxy.config import Settings
+from pingproxy.errors import UpstreamError
+from pingproxy.netguard import DestinationPolicy, GuardedResolver
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An upstream reply, read to its end or to the cap."""
+
+    url: URL  # after redirects
+    status: int
+    reason: str
+    headers: CIMultiDictProxy[str]
+    links: MultiDictProxy
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+def policy_for(settings: Settings) -> DestinationPolicy:
+    """The destination policy the settings describe."""
+    return DestinationPolicy(
+        allow_private=settings.allow_private,
+        allowed_ports=settings.allowed_ports,
+        allowed_hosts=settings.allowed_endpoints,
+    )
+
+
+def open_session(settings: Settings, policy: DestinationPolicy) -> aiohttp.ClientSession:
+    """The process's one client session: pooled, guarded, cookie-less, sized to the cap."""
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(policy, ThreadedResolver()),
+        # Every forward in flight gets a connection at once: a pool smaller than the
+        # in-flight cap would queue forwards silently inside the connector, and a per-host
+        # limit below it would do the same for a busy endpoint.
+        limit=settings.max_inflight,
+        limit_per_host=0,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # The relay bounds each whole journey; the session bounds only the connect.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_seconds),
+        auto_decompress=True,
+        trust_env=False,
+    )
+
+
+async def request(
+    session: aiohttp.ClientSession,
+    policy: DestinationPolicy,
+    method: str,
+    url: URL,
+    *,
+    headers: Mapping[str, str],
+    data: bytes | None = None,
+    follow: Collection[int],
+    max_redirects: int,
+    max_bytes: int,
+) -> Reply:
+    """Request url, following redirects whose status is in follow, each hop checked."""
+    for _ in range(max_redirects + 1):
+        policy.check_url(url)
+        try:
+            async with session.request(
+                method, url, headers=headers, data=data, allow_redirects=False
+            ) as response:
+                location = response.headers.get("Location")
+                if response.status in follow and location:
+                    url = _redirect_target(url, location)
+                    continue
+                body = await _read_capped(response.content, max_bytes, response.status)
+                return Reply(url, response.status, response.reason or "", response.headers,
+                             response.links, body)
+        except aiohttp.ClientError as error:
+            raise UpstreamError(_describe(error, url)) from error
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UpstreamError(f"{url.host} did not answer in time") from None
+    raise UpstreamError(f"more than {max_redirects} redirects")
+
+
+def _redirect_target(url: URL, location: str) -> URL:
+    try:
+        return url.join(URL(location))
+    except ValueError:
+        raise UpstreamError("the endpoint redirected to an invalid URL") from None
+
+
+async def _read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int) -> bytes:
+    chunks, size = [], 0
+    while size <= max_bytes:
+        chunk = await stream.read(max_bytes + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    raise UpstreamError(f"the reply was larger than {max_bytes} bytes", upstream_status=status)
+
+
+def _describe(error: aiohttp.ClientError, url: URL) -> str:
+    """A short, public account of a client error: what failed, never internal detail."""
+    host = url.host
+    if isinstance(error, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return f"TLS with {host} failed"
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return f"{host} could not be resolved"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"could not connect to {host}"
+    if isinstance(error, aiohttp.ServerTimeoutError):
+        return f"{host} did not answer in time"
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return f"{host} closed the connection"
+    if isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return f"{host} sent a malformed reply"
+    if isinstance(error, aiohttp.InvalidURL):
+        return "the URL is not valid"
+    return f"the request to {host} failed"
+

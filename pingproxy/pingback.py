@@ -1,0 +1,220 @@
+"""XML-RPC for Pingback: read a call, write an answer. Pure functions, no I/O.
+
+Parsing is the stdlib's XML-RPC Unmarshaller driven by defusedxml's expat parser, so no DTD,
+entity or external reference is ever resolved; a small grammar check on top turns the
+Unmarshaller's tolerance of bogus structure into the -32600 fault XML-RPC asks for.
+"""
+
+import re
+from dataclasses import dataclass
+from xml.parsers import expat
+from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps
+
+from defusedxml import DefusedXmlException
+from defusedxml.xmlrpc import DefusedExpatParser
+
+from pingproxy.errors import Outcome, RequestError
+
+PING_METHOD = "pingback.ping"
+MULTICALL_METHOD = "system.multicall"
+
+# Deep enough for any honest XML-RPC value, shallow enough that nesting costs nothing.
+MAX_XML_DEPTH = 32
+
+_VALUE_TYPES = frozenset({
+    "array", "base64", "bigdecimal", "biginteger", "boolean", "dateTime.iso8601", "double",
+    "float", "i1", "i2", "i4", "i8", "int", "nil", "string", "struct",
+})
+# XML-RPC specification: the children each element may have, in order.
+_SEQUENCES: dict[str, frozenset[tuple[str, ...]]] = {
+    "methodCall": frozenset({("methodName",), ("methodName", "params")}),
+    "param": frozenset({("value",)}),
+    "member": frozenset({("name", "value")}),
+    "array": frozenset({("data",)}),
+    "value": frozenset({()} | {(name,) for name in _VALUE_TYPES}),
+}
+_REPEATED = {"params": "param", "data": "value", "struct": "member"}
+_ALLOWED_CHILDREN: dict[str | None, frozenset[str]] = {
+    None: frozenset({"methodCall"}),
+    **{tag: frozenset(name for seq in seqs for name in seq) for tag, seqs in _SEQUENCES.items()},
+    **{tag: frozenset({child}) for tag, child in _REPEATED.items()},
+}
+
+# Senders such as webmention.app and go-jamming put URLs into <string> without escaping "&".
+_BARE_AMPERSAND = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);)")
+# XML 1.0 section 2.2: characters a document may not contain, even escaped.
+_NOT_XML_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+INTROSPECTION: dict[str, tuple[list[list[str]], str]] = {
+    PING_METHOD: (
+        [["string", "string", "string"]],
+        "pingback.ping(sourceURI, targetURI): notify the target's site that the source links "
+        "to it. pingproxy forwards the notification as a WebMention.",
+    ),
+    "system.listMethods": ([["array"]], "List the methods this server answers."),
+    "system.methodHelp": ([["string", "string"]], "Describe a method."),
+    "system.methodSignature": ([["array", "string"]], "Give a method's signatures."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One XML-RPC method call."""
+
+    method: str
+    params: tuple
+
+
+class _CallReader(Unmarshaller):
+    """The stdlib Unmarshaller, refusing anything the XML-RPC grammar does not allow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open: list[str] = []
+        self._children: list[list[str]] = [[]]
+
+    @property
+    def started(self) -> bool:
+        return bool(self._children[0])
+
+    def start(self, tag: str, attrs: dict) -> None:
+        local = tag.rpartition(":")[2]
+        parent = self._open[-1] if self._open else None
+        if local not in _ALLOWED_CHILDREN.get(parent, ()):
+            raise _Invalid(f"<{local}> is not allowed inside <{parent or 'the document'}>")
+        if len(self._open) >= MAX_XML_DEPTH:
+            raise _Invalid(f"elements nested deeper than {MAX_XML_DEPTH} levels")
+        self._children[-1].append(local)
+        self._open.append(local)
+        self._children.append([])
+        super().start(tag, attrs)
+
+    def end(self, tag: str) -> None:
+        local = self._open.pop()
+        children = tuple(self._children.pop())
+        allowed = _SEQUENCES.get(local)
+        if allowed is not None and children not in allowed:
+            raise _Invalid(f"<{local}> has the wrong children")
+        super().end(tag)
+
+
+class _Invalid(Exception):
+    """Structure the XML-RPC grammar does not allow; becomes -32600."""
+
+
+def parse_call(body: bytes) -> Call:
+    """Read an XML-RPC methodCall, repairing the bare "&" real senders leave in URLs."""
+    body = _trim(body)
+    try:
+        return _parse(body)
+    except expat.ExpatError as error:
+        repaired = _BARE_AMPERSAND.sub(b"&amp;", body)
+        if repaired == body:
+            raise _expat_fault(error) from None
+        try:
+            return _parse(repaired)
+        except expat.ExpatError:
+            raise _expat_fault(error) from None
+
+
+def _trim(body: bytes) -> bytes:
+    """Drop a UTF-8 BOM and surrounding whitespace, which expat refuses before <?xml."""
+    if body.startswith(_UTF16_BOMS):
+        return body
+    return body.removeprefix(_UTF8_BOM).strip()
+
+
+def _parse(body: bytes) -> Call:
+    reader = _CallReader()
+    parser = DefusedExpatParser(reader, forbid_dtd=True)
+    try:
+        parser.feed(body)
+        parser.close()
+        params = reader.close()
+    except _Invalid as error:
+        raise RequestError(Outcome.INVALID_REQUEST, f"not an XML-RPC request: {error}") from None
+    except DefusedXmlException:
+        raise RequestError(
+            Outcome.INVALID_REQUEST, "not an XML-RPC request: DTDs and entities are refused"
+        ) from None
+    except (ValueError, TypeError, LookupError, ResponseError, Fault):
+        if not reader.started:  # expat looks the declared encoding up before any element
+            raise RequestError(Outcome.UNSUPPORTED_ENCODING, "unsupported encoding") from None
+        raise RequestError(Outcome.INVALID_REQUEST, "not an XML-RPC request: bad value") from None
+    method = reader.getmethodname()
+    if not method:
+        raise RequestError(Outcome.INVALID_REQUEST, "not an XML-RPC request: no methodName")
+    return Call(method.strip(), params)
+
+
+def _expat_fault(error: expat.ExpatError) -> RequestError:
+    if error.code == expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING]:
+        return RequestError(Outcome.UNSUPPORTED_ENCODING, "unsupported encoding")
+    if error.code == expat.errors.codes[expat.errors.XML_ERROR_INCORRECT_ENCODING]:
+        return RequestError(Outcome.INVALID_CHARACTER, "invalid character for the encoding")
+    reason = expat.errors.messages[error.code]
+    return RequestError(Outcome.NOT_WELL_FORMED, f"not well-formed XML: {reason}")
+
+
+def ping_arguments(call: Call) -> tuple[str, str]:
+    """The (source, target) of a pingback.ping call."""
+    if len(call.params) != 2 or not all(isinstance(p, str) for p in call.params):
+        raise RequestError(
+            Outcome.INVALID_PARAMS, "pingback.ping takes two strings: sourceURI, targetURI"
+        )
+    source, target = call.params
+    return source.strip(), target.strip()
+
+
+def introspect(call: Call) -> object:
+    """Answer the system.* introspection methods, or fault -32601 for any other method."""
+    if call.method == "system.listMethods":
+        return sorted(INTROSPECTION)
+    if call.method in ("system.methodHelp", "system.methodSignature"):
+        if len(call.params) != 1 or call.params[0] not in INTROSPECTION:
+            raise RequestError(Outcome.INVALID_PARAMS, f"{call.method} takes a known method name")
+        signatures, help_text = INTROSPECTION[call.params[0]]
+        return help_text if call.method == "system.methodHelp" else signatures
+    if call.method == MULTICALL_METHOD:
+        raise RequestError(
+            Outcome.METHOD_NOT_FOUND, "system.multicall is not supported: send one call a request"
+        )
+    raise RequestError(Outcome.METHOD_NOT_FOUND, f"no such method: {clean_text(call.method, 80)}")
+
+
+def render_success(value: object) -> bytes:
+    """An XML-RPC methodResponse carrying one value, as UTF-8."""
+    if isinstance(value, str):
+        value = clean_text(value)
+    return dumps((value,), methodresponse=True, encoding="utf-8").encode()
+
+
+def render_fault(code: int, text: str) -> bytes:
+    """An XML-RPC fault response, as UTF-8."""
+    return dumps(Fault(code, clean_text(text)), methodresponse=True, encoding="utf-8").encode()
+
+
+def clean_text(text: str, limit: int = 500) -> str:
+    """Text safe to put in XML and show to people: no control characters, bounded length."""
+    text = _NOT_XML_CHARACTERS.sub("", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def read_fault(body: bytes) -> tuple[int, str] | None:
+    """The (code, text) of an XML-RPC fault response, or None when the body is not one."""
+    if b"<fault>" not in body:
+        return None
+    reader = Unmarshaller()
+    parser = DefusedExpatParser(reader, forbid_dtd=True)
+    try:
+        parser.feed(_trim(body))
+        parser.close()
+        reader.close()
+    except Fault as fault:
+        code = fault.faultCode
+        return (code if isinstance(code, int) else 0), str(fault.faultString)
+    except (expat.ExpatError, DefusedXmlException, ValueError, TypeError, ResponseError):
+        return None
+    return None

@@ -1,0 +1,54 @@
+"""The URLs pingproxy reads: pingback URLs that name an endpoint, and absolute http(s) URLs.
+
+A site's pingback URL carries its WebMention endpoint, either as the path
+(``https://PROXY/https://example.com/webmention``) or, as webmention.io spells it, as a
+parameter (``https://PROXY/webmention?forward=https://example.com/webmention``).
+"""
+
+import re
+from urllib.parse import quote, unquote
+
+from yarl import URL
+
+# A front proxy that merges "//" turns "https://" into "https:/".
+_MERGED_SLASHES = re.compile(r"^(https?):/+(?!/)", re.IGNORECASE)
+_ENCODED_SCHEME = re.compile(r"^https?%3a", re.IGNORECASE)
+
+
+def http_url(text: str) -> URL | None:
+    """The URL text names if it is an absolute http(s) URL with a host, else None."""
+    try:
+        url = URL(text.strip())
+    except (ValueError, TypeError):
+        return None
+    if url.scheme not in ("http", "https") or not url.host:
+        return None
+    return url
+
+
+def endpoint_from_path(raw_path: str, raw_query: str) -> str:
+    """The endpoint a path-form pingback URL names; the request's query belongs to it."""
+    text = raw_path.removeprefix("/")
+    if "/" not in text or _ENCODED_SCHEME.match(text):
+        text = unquote(text)
+    text = _MERGED_SLASHES.sub(r"\1://", text, count=1)
+    if raw_query:
+        text += ("&" if "?" in text else "?") + raw_query
+    return text
+
+
+def endpoint_from_forward(query: list[tuple[str, str]]) -> str:
+    """The endpoint in ?forward=; other parameters are the rest of an unescaped endpoint query."""
+    forward = next((value for name, value in query if name == "forward"), "")
+    rest = [(name, value) for name, value in query if name != "forward"]
+    if not forward or not rest:
+        return forward
+    rest_query = "&".join(f"{quote(name)}={quote(value, safe='/:')}" for name, value in rest)
+    return forward + ("&" if "?" in forward else "?") + rest_query
+
+
+def pingback_url(proxy_origin: str, endpoint: str) -> str:
+    """The pingback URL for an endpoint: the path form, percent-encoded when it has a query."""
+    if "?" in endpoint:
+        return f"{proxy_origin}/{quote(endpoint, safe='')}"
+    return f"{proxy_origin}/{endpoint}"

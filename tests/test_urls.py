@@ -1,0 +1,49 @@
+"""How a pingback URL names its endpoint, without a network."""
+
+import pytest
+
+from pingproxy import urls
+
+WM = "https://example.com/webmention"
+
+
+@pytest.mark.parametrize(("raw_path", "raw_query", "expected"), [
+    ("/https://example.com/webmention", "", WM),
+    ("/https://example.com/webmention", "k=1", WM + "?k=1"),
+    ("/https%3A%2F%2Fexample.com%2Fwebmention", "", WM),
+    ("/https:%2F%2Fexample.com%2Fwebmention", "", WM),
+    ("/https%3A%2F%2Fexample.com%2Fwebmention%3Fk%3D1", "", WM + "?k=1"),
+    ("/https%3A%2F%2Fexample.com%2Fwebmention%3Fk%3D1", "j=2", WM + "?k=1&j=2"),
+    ("/https:/example.com/webmention", "", WM),
+    ("/HTTP:/example.com/webmention", "", "HTTP://example.com/webmention"),
+    ("/https://example.com/a%20b", "", "https://example.com/a%20b"),
+    ("/", "", ""),
+])
+def test_endpoint_from_path(raw_path, raw_query, expected):
+    assert urls.endpoint_from_path(raw_path, raw_query) == expected
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ([("forward", WM)], WM),
+    ([("forward", WM + "?k=1"), ("j", "2")], WM + "?k=1&j=2"),
+    ([("forward", WM), ("j", "2")], WM + "?j=2"),
+    ([("j", "2")], ""),
+    ([], ""),
+])
+def test_endpoint_from_forward(query, expected):
+    assert urls.endpoint_from_forward(query) == expected
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("https://example.com/x", True), ("http://example.com", True), (" http://example.com ", True),
+    ("ftp://example.com/", False), ("/relative", False), ("example.com/x", False),
+    ("http://", False), ("http://[::1", False), ("", False), ("javascript:alert(1)", False),
+])
+def test_http_url(text, valid):
+    assert (urls.http_url(text) is not None) is valid
+
+
+def test_pingback_url_encodes_endpoints_with_a_query():
+    assert urls.pingback_url("https://p.example", WM) == "https://p.example/" + WM
+    assert urls.pingback_url("https://p.example", WM + "?k=1") == (
+        "https://p.example/https%3A%2F%2Fexample.com%2Fwebmention%3Fk%3D1")
