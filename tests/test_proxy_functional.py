@@ -431,3 +431,30 @@ async def test_forward_finishes_after_the_sender_hangs_up(proxy, endpoint, caplo
     assert endpoint.received[0].form == {"source": SOURCE, "target": TARGET}
     lines = [r.getMessage() for r in caplog.records if r.name == "pingproxy.relay"]
     assert any("outcome=success" in line and "upstream_status=202" in line for line in lines)
+
+
+async def test_a_request_carrying_this_proxys_via_name_is_a_loop(proxy, endpoint):
+    response = await ping(proxy, "/" + endpoint.url(), headers={"Via": "1.1 pingproxy-testproxy"})
+
+    fault = await fault_of(response)
+    assert fault.faultCode == 0x21 and "loop" in fault.faultString
+    assert endpoint.received == []
+
+
+async def test_a_proxy_pointed_at_itself_stops_after_one_hop(proxy, endpoint):
+    itself = str(proxy.make_url("/" + endpoint.url()))
+
+    fault = await fault_of(await ping(proxy, "/" + itself))
+
+    assert fault.faultCode == 0x21
+    assert endpoint.received == []
+
+
+async def test_two_proxies_pointed_at_each_other_stop(make_proxy, endpoint):
+    first, second = await make_proxy(instance_id="first"), await make_proxy(instance_id="second")
+    chain = "/" + str(second.make_url("/" + str(first.make_url("/" + endpoint.url()))))
+
+    fault = await fault_of(await ping(first, chain))
+
+    assert fault.faultCode == 0x21
+    assert endpoint.received == []

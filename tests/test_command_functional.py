@@ -1,0 +1,68 @@
+"""The real pingproxy command, started as a process."""
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import aiohttp
+
+
+async def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 10.0) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(seconds / 0.05)):
+            assert process.poll() is None, "pingproxy exited early"
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+    raise AssertionError(f"pingproxy did not serve {url} in {seconds} s")
+
+
+def start(args: list[str], environ: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(environ or {})}
+    return subprocess.Popen([sys.executable, "-m", "pingproxy", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def stop(process: subprocess.Popen) -> tuple[bytes, bytes]:
+    process.terminate()
+    try:
+        return process.communicate(timeout=10)
+    finally:
+        process.kill()
+
+
+async def test_serves_on_the_flagged_host_and_port(unused_tcp_port):
+    process = start(["--host", "127.0.0.1", "--port", str(unused_tcp_port)])
+    try:
+        await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/", process)
+    finally:
+        stop(process)
+
+
+async def test_serves_on_the_platform_port(unused_tcp_port):
+    process = start([], {"PORT": str(unused_tcp_port), "HOST": "127.0.0.1"})
+    try:
+        await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/", process)
+    finally:
+        stop(process)
+
+
+def test_help_lists_options():
+    result = subprocess.run([sys.executable, "-m", "pingproxy", "--help"], capture_output=True,
+                            text=True, timeout=30, check=True)
+
+    assert "--port" in result.stdout and "PINGPROXY_TIMEOUT" in result.stdout
+
+
+def test_a_bad_setting_stops_start_up_with_exit_2_and_one_line():
+    result = subprocess.run([sys.executable, "-m", "pingproxy"], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "PINGPROXY_TIMEOUT": "abc"})
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "pingproxy: PINGPROXY_TIMEOUT: invalid value 'abc': could not convert string to float: 'abc'"
+    ]

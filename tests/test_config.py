@@ -1,0 +1,74 @@
+"""Settings from flags and environment, without starting anything."""
+
+import dataclasses
+
+import pytest
+
+from pingproxy.config import OPTIONS, ConfigError, Settings, build_parser, load
+
+
+def test_defaults_work_without_any_setting():
+    settings = load([], {})
+
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.connect_timeout_seconds == 3.0 and settings.forward_timeout_seconds == 8.0
+    assert settings.max_reply_bytes == settings.max_body_bytes == 64 * 1024
+    assert not settings.allow_private
+
+
+def test_platform_host_and_port_are_read():
+    assert load([], {"PORT": "5000", "HOST": "0.0.0.0"}).port == 5000
+    assert load([], {"PORT": "5000", "HOST": "0.0.0.0"}).host == "0.0.0.0"
+
+
+def test_flags_beat_pingproxy_variables_which_beat_platform_ones():
+    environ = {"PORT": "5000", "PINGPROXY_PORT": "6000"}
+
+    assert load([], environ).port == 6000
+    assert load(["--port", "7000"], environ).port == 7000
+
+
+def test_every_setting_has_exactly_one_option():
+    names = [option.name for option in OPTIONS]
+
+    assert sorted(names) == sorted(f.name for f in dataclasses.fields(Settings))
+
+
+def test_help_lists_every_option_with_its_default_and_variable():
+    help_text = " ".join(build_parser().format_help().split())
+
+    for option in OPTIONS:
+        assert option.flag in help_text
+        assert option.environment[0] in help_text
+    assert "default: 127.0.0.1" in help_text and "default: 8080" in help_text
+
+
+@pytest.mark.parametrize(("argv", "environ", "name"), [
+    ([], {"PINGPROXY_TIMEOUT": "abc"}, "PINGPROXY_TIMEOUT"),
+    ([], {"PINGPROXY_TIMEOUT": "-1"}, "PINGPROXY_TIMEOUT"),
+    (["--port", "99999"], {}, "--port"),
+    ([], {"PORT": "http"}, "PORT"),
+    ([], {"PINGPROXY_ALLOW_PRIVATE": "maybe"}, "PINGPROXY_ALLOW_PRIVATE"),
+    ([], {"PINGPROXY_ALLOWED_ENDPOINTS": "exa mple.com"}, "PINGPROXY_ALLOWED_ENDPOINTS"),
+    ([], {"PINGPROXY_ALLOWED_ENDPOINTS": "https://example.com/"}, "PINGPROXY_ALLOWED_ENDPOINTS"),
+    ([], {"PINGPROXY_ALLOWED_PORTS": "80,x"}, "PINGPROXY_ALLOWED_PORTS"),
+    ([], {"PINGPROXY_MAX_INFLIGHT": "0"}, "PINGPROXY_MAX_INFLIGHT"),
+])
+def test_invalid_values_name_their_setting(argv, environ, name):
+    with pytest.raises(ConfigError) as caught:
+        load(argv, environ)
+
+    assert str(caught.value).startswith(f"{name}: invalid value")
+
+
+def test_lists_are_parsed():
+    settings = load(["--allowed-endpoints", "Example.COM, *.example.org.", "--allowed-ports",
+                     "443, 8443"], {"PINGPROXY_ALLOW_PRIVATE": "yes"})
+
+    assert settings.allowed_endpoints == ("example.com", "*.example.org")
+    assert settings.allowed_ports == frozenset({443, 8443})
+    assert settings.allow_private
+
+
+def test_switch_flag_turns_a_setting_on():
+    assert load(["--allow-private"], {}).allow_private
