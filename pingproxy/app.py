@@ -21,8 +21,6 @@ SETTINGS = web.AppKey("settings", Settings)
 RELAY = web.AppKey("relay", Relay)
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
-# A sender that trickles its body must not hold a handler forever.
-BODY_TIMEOUT_SECONDS = 10.0
 
 logger = logging.getLogger("pingproxy.app")
 
@@ -116,17 +114,22 @@ async def _answer(request: web.Request, endpoint_text: str) -> web.Response:
 
 
 async def _read_body(request: web.Request) -> bytes:
-    limit = request.app[SETTINGS].max_body_bytes
+    """The body, within the size cap and, so a trickling sender holds no handler, in time."""
+    settings = request.app[SETTINGS]
+    limit = settings.max_body_bytes
     too_large = RequestError(Outcome.BODY_TOO_LARGE, f"the request body is over {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-            return await request.read()
+        async with asyncio.timeout(settings.request_timeout_seconds):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
     except TimeoutError:
         raise RequestError(Outcome.REQUEST_TIMEOUT, "the request body arrived too slowly") from None
+    if len(body) > limit:  # aiohttp's own check is ">" or ">=" depending on its version
+        raise too_large
+    return body
 
 
 def _xml(body: bytes, status: int = 200) -> web.Response:

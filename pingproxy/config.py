@@ -23,6 +23,7 @@ class Settings:
     port: int = 8080
     connect_timeout_seconds: float = 3.0
     forward_timeout_seconds: float = 8.0
+    request_timeout_seconds: float = 10.0
     max_body_bytes: int = 64 * 1024
     max_reply_bytes: int = 64 * 1024
     max_inflight: int = 1024
@@ -110,6 +111,8 @@ OPTIONS = (
            "seconds to wait for a connection to the endpoint"),
     Option("forward_timeout_seconds", "--timeout", "SECONDS", _positive(float),
            "seconds one whole forward may take, redirects included"),
+    Option("request_timeout_seconds", "--request-timeout", "SECONDS", _positive(float),
+           "seconds a sender may take to send its request body"),
     Option("max_body_bytes", "--max-body", "BYTES", _positive(int),
            "largest pingback request body accepted"),
     Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),

@@ -24,6 +24,8 @@ logger = logging.getLogger("pingproxy.relay")
 
 USER_AGENT = f"pingproxy/{__version__} (Pingback to Webmention proxy)"
 RETRY_AFTER_SECONDS = 5
+# Longer than any honest page address; keeps a 60 KiB "URL" from travelling further.
+MAX_URL_CHARACTERS = 4096
 _SAFE_LOG_VALUE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._:/")
 
 
@@ -80,13 +82,19 @@ class Relay:
             await asyncio.wait(set(self._forwards), timeout=timeout_seconds)
 
     def _checked_endpoint(self, source: str, target: str, endpoint_text: str) -> URL:
-        source_url, target_url = http_url(source), http_url(target)
+        source_url, target_url = _bounded_http_url(source), _bounded_http_url(target)
         if source_url is None:
-            raise PingbackRejected(Outcome.INVALID_SOURCE,
-                                   "the source is not an absolute http(s) URL")
+            raise PingbackRejected(
+                Outcome.INVALID_SOURCE,
+                f"the source is not an absolute http(s) URL of at most {MAX_URL_CHARACTERS} "
+                "characters",
+            )
         if target_url is None:
-            raise PingbackRejected(Outcome.INVALID_TARGET,
-                                   "the target is not an absolute http(s) URL")
+            raise PingbackRejected(
+                Outcome.INVALID_TARGET,
+                f"the target is not an absolute http(s) URL of at most {MAX_URL_CHARACTERS} "
+                "characters",
+            )
         if source_url.with_fragment(None) == target_url.with_fragment(None):
             raise PingbackRejected(Outcome.INVALID_TARGET, "the source and target are the same")
         endpoint = http_url(endpoint_text)
@@ -134,6 +142,10 @@ class Relay:
         self._forwards.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a sender that hung up leaves nobody to read it
+
+
+def _bounded_http_url(text: str) -> URL | None:
+    return http_url(text) if len(text) <= MAX_URL_CHARACTERS else None
 
 
 def _forwarded_node(address: str | None) -> str:
