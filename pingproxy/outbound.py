@@ -127,7 +127,9 @@ def _describe(error: aiohttp.ClientError, url: URL) -> str:
         return f"{host} did not answer in time"
     if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         return f"{host} closed the connection"
-    if isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return f"{host} cut its reply short"
+    if isinstance(error, aiohttp.ClientResponseError):
         return f"{host} sent a malformed reply"
     if isinstance(error, aiohttp.InvalidURL):
         return "the URL is not valid"

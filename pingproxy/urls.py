@@ -13,12 +13,16 @@ from yarl import URL
 # A front proxy that merges "//" turns "https://" into "https:/".
 _MERGED_SLASHES = re.compile(r"^(https?):/+(?!/)", re.IGNORECASE)
 _ENCODED_SCHEME = re.compile(r"^https?%3a", re.IGNORECASE)
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def http_url(text: str) -> URL | None:
     """The URL text names if it is an absolute http(s) URL with a host, else None."""
+    text = text.strip()
+    if _SPACE_OR_CONTROL.search(text):  # RFC 3986 section 2: never part of a URI
+        return None
     try:
-        url = URL(text.strip())
+        url = URL(text)
     except (ValueError, TypeError):
         return None
     if url.scheme not in ("http", "https") or not url.host:

@@ -40,7 +40,7 @@ async def test_pingback_is_forwarded_as_a_webmention_form(proxy, endpoint):
 
 
 async def test_form_body_is_properly_encoded(proxy, endpoint):
-    target = "https://site.example/a b?x=1&y=é"
+    target = "https://site.example/ab?x=1&y=é"
     await ping(proxy, "/" + endpoint.url(), target=target)
 
     [received] = endpoint.received
@@ -457,4 +457,37 @@ async def test_two_proxies_pointed_at_each_other_stop(make_proxy, endpoint):
     fault = await fault_of(await ping(first, chain))
 
     assert fault.faultCode == 0x21
+    assert endpoint.received == []
+
+
+def relay_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pingproxy.relay"]
+
+
+async def test_each_pingback_leaves_one_log_line_with_its_fields(proxy, endpoint, caplog):
+    caplog.set_level(logging.INFO, logger="pingproxy.relay")
+
+    await ping(proxy, "/" + endpoint.url())
+    endpoint.reply(400, json={"error": "no_link_found"})
+    await ping(proxy, "/" + endpoint.url())
+    await ping(proxy, "/" + endpoint.url(), source="not-a-url")
+
+    success, refused, invalid = relay_lines(caplog)
+    assert success.startswith("pingback outcome=success fault=- upstream_status=202 duration_ms=")
+    assert f"endpoint=127.0.0.1 source={SOURCE} target={TARGET}" in success
+    assert "outcome=no_link fault=17 upstream_status=400" in refused
+    assert "outcome=invalid_source fault=16 upstream_status=-" in invalid
+
+
+async def test_log_lines_cannot_be_forged_and_never_hold_the_body(proxy, endpoint, caplog):
+    caplog.set_level(logging.INFO, logger="pingproxy.relay")
+    forged = f"{TARGET}\n2026-01-01 INFO pingproxy.relay pingback outcome=success"
+    body = ping_body(SOURCE, forged).replace(b"<params>", b"<!-- BODY-MARKER --><params>")
+
+    await proxy.post("/" + endpoint.url(), data=body)
+
+    [line] = relay_lines(caplog)
+    assert "\n" not in line and "BODY-MARKER" not in line
+    assert line.startswith("pingback outcome=invalid_target ")
+    assert 'target="https://site.example/notes/1\\n2026' in line
     assert endpoint.received == []

@@ -38,6 +38,8 @@ def test_endpoint_from_forward(query, expected):
     ("https://example.com/x", True), ("http://example.com", True), (" http://example.com ", True),
     ("ftp://example.com/", False), ("/relative", False), ("example.com/x", False),
     ("http://", False), ("http://[::1", False), ("", False), ("javascript:alert(1)", False),
+    ("http://example.com/a b", False), ("http://example.com/a\nb", False),
+    ("http://example.com/\x00", False), ("http://example.com/\x7f", False),
 ])
 def test_http_url(text, valid):
     assert (urls.http_url(text) is not None) is valid
