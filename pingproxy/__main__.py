@@ -1,14 +1,16 @@
 """The pingproxy command: read flags and environment, build the settings, serve."""
 
-import logging
+import dataclasses
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
-from aiohttp import web
-
-from pingproxy.app import create_app
-from pingproxy.config import ConfigError, load
+from pingproxy import logs
+from pingproxy.config import ConfigError, Settings, load
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,10 +20,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"pingproxy: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                access_log=None, print=None)
+    logs.configure(settings.log_format, settings.log_level)
+    with _shared_metrics(settings) as settings:
+        # Imported only now: prometheus-client chooses its multiprocess mode when imported.
+        from pingproxy.server import serve
+
+        serve(settings)
     return 0
+
+
+@contextmanager
+def _shared_metrics(settings: Settings) -> Iterator[Settings]:
+    """With several workers, a directory where they share metrics, emptied at start."""
+    if settings.workers == 1 or not settings.metrics:
+        yield settings
+        return
+    temporary = settings.metrics_dir is None
+    path = Path(settings.metrics_dir or tempfile.mkdtemp(prefix="pingproxy-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    try:
+        yield dataclasses.replace(settings, metrics_dir=str(path))
+    finally:
+        if temporary:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

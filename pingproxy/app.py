@@ -7,6 +7,8 @@ other status as a transport error and never read the fault.
 
 import asyncio
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import hdrs, web
@@ -14,13 +16,18 @@ from aiohttp import hdrs, web
 from pingproxy import outbound, pages, pingback
 from pingproxy.config import Settings
 from pingproxy.errors import Outcome, PingproxyError, RequestError
+from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from pingproxy.metrics import Metrics
 from pingproxy.relay import RETRY_AFTER_SECONDS, Relay
 from pingproxy.urls import endpoint_from_forward, endpoint_from_path, pingback_url
 
 SETTINGS = web.AppKey("settings", Settings)
 RELAY = web.AppKey("relay", Relay)
+METRICS = web.AppKey("metrics", Metrics)
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+# A platform router's request id (Heroku sets one) is reused when it looks like one.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 logger = logging.getLogger("pingproxy.app")
 
@@ -29,7 +36,11 @@ def create_app(settings: Settings) -> web.Application:
     """The pingproxy application for these settings."""
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics(multiprocess_dir=settings.metrics_dir if settings.workers > 1 else None)
     app.cleanup_ctx.append(_relay_context)
+    app.router.add_get("/healthz", healthz)
+    if settings.metrics:
+        app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing)
     app.router.add_post("/", ping_without_endpoint)
     app.router.add_get("/webmention", forward_page)
@@ -44,9 +55,19 @@ async def _relay_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     policy = outbound.policy_for(settings)
     async with outbound.open_session(settings, policy) as session:
-        app[RELAY] = Relay(settings, session, policy)
+        app[RELAY] = Relay(settings, session, policy, app[METRICS])
         yield
         await app[RELAY].drain(settings.forward_timeout_seconds)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """For platform health checks: answers without touching any upstream."""
+    return web.Response(text="ok")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={hdrs.CONTENT_TYPE: METRICS_CONTENT_TYPE})
 
 
 async def landing(request: web.Request) -> web.Response:
@@ -95,22 +116,32 @@ def _endpoint_page(request: web.Request, endpoint_text: str) -> web.Response:
 async def _answer(request: web.Request, endpoint_text: str) -> web.Response:
     """Run one XML-RPC call and answer it; every failure becomes a fault, never a 500."""
     relay = request.app[RELAY]
+    request_id = _request_id(request)
     try:
         via = request.headers.getall(hdrs.VIA, [])
         relay.check_loop(via)
         call = pingback.parse_call(await _read_body(request))
         if call.method != pingback.PING_METHOD:
-            return _xml(pingback.render_success(pingback.introspect(call)))
+            return _xml(pingback.render_success(pingback.introspect(call)), request_id)
         source, target = pingback.ping_arguments(call)
-        text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via)
-        return _xml(pingback.render_success(text))
     except PingproxyError as error:
-        return _fault(error)
-    except ConnectionError:
-        raise
+        request.app[METRICS].count_rejected(error.outcome)
+        return _fault(error, request_id)
+    try:
+        text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via,
+                                request_id=request_id)
+    except PingproxyError as error:
+        return _fault(error, request_id)
     except Exception:
-        logger.exception("unexpected error answering a request")
-        return _fault(RequestError(Outcome.INTERNAL_ERROR, "internal error in pingproxy"))
+        logger.exception("unexpected error answering a pingback")
+        return _fault(RequestError(Outcome.INTERNAL_ERROR, "internal error in pingproxy"),
+                      request_id)
+    return _xml(pingback.render_success(text), request_id)
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -132,12 +163,14 @@ async def _read_body(request: web.Request) -> bytes:
     return body
 
 
-def _xml(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, headers={hdrs.CONTENT_TYPE: XML_CONTENT_TYPE})
+def _xml(body: bytes, request_id: str, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, headers={
+        hdrs.CONTENT_TYPE: XML_CONTENT_TYPE, "X-Request-Id": request_id})
 
 
-def _fault(error: PingproxyError) -> web.Response:
-    response = _xml(pingback.render_fault(error.fault_code, str(error)), error.http_status)
+def _fault(error: PingproxyError, request_id: str) -> web.Response:
+    response = _xml(pingback.render_fault(error.fault_code, str(error)), request_id,
+                    error.http_status)
     if error.outcome is Outcome.OVER_CAPACITY:
         response.headers[hdrs.RETRY_AFTER] = str(RETRY_AFTER_SECONDS)
     return response

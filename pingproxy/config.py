@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from pingproxy import __version__
+from pingproxy.logs import LOG_FORMATS, LOG_LEVELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,12 @@ class Settings:
     allowed_endpoints: tuple[str, ...] = ()
     allowed_ports: frozenset[int] | None = None
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    workers: int = 1
+    grace_seconds: float = 25.0
+    metrics: bool = True
+    metrics_dir: str | None = None
+    log_format: str = "text"
+    log_level: str = "info"
 
 
 class ConfigError(ValueError):
@@ -78,6 +85,15 @@ def _host_patterns(text: str) -> tuple[str, ...]:
 
 def _ports(text: str) -> frozenset[int]:
     return frozenset(_port(item) for item in text.split(",") if item.strip())
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text.lower()
+
+    return parse
 
 
 def _identifier(text: str) -> str:
@@ -130,6 +146,19 @@ OPTIONS = (
     Option("instance_id", "--instance-id", "NAME", _identifier,
            "name in the Via header that stops forwarding loops; give a fleet one name",
            default_text="random at start-up"),
+    Option("workers", "--workers", "N", _positive(int),
+           "worker processes sharing the port (gunicorn with aiohttp's worker when over 1)",
+           ("WEB_CONCURRENCY",)),
+    Option("grace_seconds", "--grace", "SECONDS", _positive(float),
+           "on SIGTERM, seconds to let forwards in flight finish before exiting"),
+    Option("metrics", "--metrics", "on|off", _boolean, "serve Prometheus metrics at /metrics"),
+    Option("metrics_dir", "--metrics-dir", "DIR", str,
+           "directory where several workers share their metrics (emptied at start)",
+           default_text="a temporary directory"),
+    Option("log_format", "--log-format", "text|json", _one_of(*LOG_FORMATS),
+           "log line format"),
+    Option("log_level", "--log-level", "LEVEL", _one_of(*LOG_LEVELS),
+           "lowest level logged: debug, info, warning or error"),
 )
 
 

@@ -8,12 +8,14 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
 from pingproxy import __version__, webmention
 from pingproxy.config import Settings
+from pingproxy.metrics import Metrics
 from pingproxy.errors import (
     FAULT_CODES, Outcome, PingbackRejected, PingproxyError, RequestError, UpstreamError,
 )
@@ -29,15 +31,25 @@ MAX_URL_CHARACTERS = 4096
 _SAFE_LOG_VALUE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._:/")
 
 
+@dataclass(frozen=True, slots=True)
+class _Journey:
+    """What a pingback's log line and metrics need to know from its start."""
+
+    source: str
+    target: str
+    request_id: str
+    started: float
+
+
 class Relay:
     """Carries pingbacks to WebMention endpoints for one application."""
 
-    def __init__(
-        self, settings: Settings, session: aiohttp.ClientSession, policy: DestinationPolicy
-    ) -> None:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession,
+                 policy: DestinationPolicy, metrics: Metrics) -> None:
         self._settings = settings
         self._session = session
         self._policy = policy
+        self._metrics = metrics
         self._forwards: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
 
@@ -55,9 +67,9 @@ class Relay:
                 )
 
     async def ping(self, source: str, target: str, endpoint_text: str, *,
-                   sender: str | None, via: list[str]) -> str:
+                   sender: str | None, via: list[str], request_id: str) -> str:
         """Forward one pingback and return the success text, or raise its fault."""
-        started = time.perf_counter()
+        journey = _Journey(source, target, request_id, time.perf_counter())
         try:
             endpoint = self._checked_endpoint(source, target, endpoint_text)
             if len(self._forwards) >= self._settings.max_inflight:
@@ -66,13 +78,12 @@ class Relay:
                     f"pingproxy is at capacity; retry after {RETRY_AFTER_SECONDS} s",
                 )
         except PingproxyError as error:
-            _report(source, target, _host(endpoint_text), started, error=error)
+            self._report(journey, _host(endpoint_text), error=error)
             raise
-        headers = self._forward_headers(sender, via)
-        task = asyncio.get_running_loop().create_task(
-            self._forward(endpoint, source, target, headers, started)
-        )
+        headers = self._forward_headers(sender, via, request_id)
+        task = asyncio.get_running_loop().create_task(self._forward(endpoint, journey, headers))
         self._forwards.add(task)
+        self._metrics.inflight.inc()
         task.add_done_callback(self._forget)
         return await asyncio.shield(task)
 
@@ -107,16 +118,18 @@ class Relay:
         self._policy.check_url(endpoint)
         return endpoint.with_fragment(None)
 
-    def _forward_headers(self, sender: str | None, via: list[str]) -> dict[str, str]:
+    def _forward_headers(self, sender: str | None, via: list[str],
+                         request_id: str) -> dict[str, str]:
         return {
             "User-Agent": USER_AGENT,
             "Forwarded": f"for={_forwarded_node(sender)}",
             "Via": ", ".join([*via, f"1.1 {self._via_name}"]),
+            "X-Request-Id": request_id,
         }
 
-    async def _forward(self, endpoint: URL, source: str, target: str,
-                       headers: dict[str, str], started: float) -> str:
+    async def _forward(self, endpoint: URL, journey: _Journey, headers: dict[str, str]) -> str:
         timeout = self._settings.forward_timeout_seconds
+        source, target = journey.source, journey.target
         try:
             try:
                 async with asyncio.timeout(timeout):
@@ -128,20 +141,47 @@ class Relay:
                 raise UpstreamError(f"the endpoint did not answer within {timeout:g} s") from None
             text = webmention.read_reply(reply, source, target)
         except PingproxyError as error:
-            _report(source, target, endpoint.host, started, error=error)
+            self._report(journey, endpoint.host, error=error, forwarded=True)
             raise
         except Exception:
             logger.exception("forward to %s failed unexpectedly", endpoint.host)
             error = RequestError(Outcome.INTERNAL_ERROR, "internal error in pingproxy")
-            _report(source, target, endpoint.host, started, error=error)
+            self._report(journey, endpoint.host, error=error, forwarded=True)
             raise error from None
-        _report(source, target, endpoint.host, started, upstream_status=reply.status)
+        self._report(journey, endpoint.host, upstream_status=reply.status, forwarded=True)
         return text
 
     def _forget(self, task: asyncio.Task) -> None:
         self._forwards.discard(task)
+        self._metrics.inflight.dec()
         if not task.cancelled():
             task.exception()  # retrieved: a sender that hung up leaves nobody to read it
+
+    def _report(self, journey: _Journey, endpoint_host: str | None, *,
+                error: PingproxyError | None = None, upstream_status: int | None = None,
+                forwarded: bool = False) -> None:
+        """Log the one line a pingback leaves and count it: never its body, and newlines
+        in its URLs cannot forge a line."""
+        outcome = error.outcome if error else Outcome.SUCCESS
+        if error is not None:
+            upstream_status = error.upstream_status
+        duration_seconds = time.perf_counter() - journey.started
+        self._metrics.count_pingback(outcome, upstream_status, duration_seconds,
+                                     forwarded=forwarded)
+        fields = {
+            "outcome": outcome.value,
+            "fault": FAULT_CODES.get(outcome),
+            "upstream_status": upstream_status,
+            "duration_ms": round(duration_seconds * 1000, 1),
+            "endpoint": endpoint_host,
+            "source": journey.source,
+            "target": journey.target,
+            "request_id": journey.request_id,
+        }
+        logger.info(
+            "pingback %s", " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
+            extra={"pingback": fields},
+        )
 
 
 def _bounded_http_url(text: str) -> URL | None:
@@ -158,25 +198,6 @@ def _forwarded_node(address: str | None) -> str:
 def _host(endpoint_text: str) -> str | None:
     url = http_url(endpoint_text)
     return url.host if url is not None else None
-
-
-def _report(source: str, target: str, endpoint_host: str | None, started: float, *,
-            error: PingproxyError | None = None, upstream_status: int | None = None) -> None:
-    """Log the one line a pingback leaves: never its body, and newlines cannot forge lines."""
-    outcome = error.outcome if error else Outcome.SUCCESS
-    fields = {
-        "outcome": outcome.value,
-        "fault": FAULT_CODES.get(outcome),
-        "upstream_status": error.upstream_status if error else upstream_status,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        "endpoint": endpoint_host,
-        "source": source,
-        "target": target,
-    }
-    logger.info(
-        "pingback %s", " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
-        extra={"pingback": fields},
-    )
 
 
 def _log_value(value: object) -> str:

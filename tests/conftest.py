@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDict
 
 from pingproxy.app import create_app
 from pingproxy.config import Settings
@@ -39,7 +40,7 @@ class Received:
 
     path: str
     query: str
-    headers: dict
+    headers: CIMultiDict
     form: dict
     body: bytes
 
@@ -75,7 +76,7 @@ class FakeEndpoint:
         body = await request.read()
         form = dict(await request.post()) if body else {}
         self.received.append(Received(request.path, request.query_string,
-                                      dict(request.headers), form, body))
+                                      CIMultiDict(request.headers), form, body))
         return await self.answer(request)
 
     async def _decoy(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 
@@ -66,3 +67,29 @@ def test_a_bad_setting_stops_start_up_with_exit_2_and_one_line():
     assert result.stderr.strip().splitlines() == [
         "pingproxy: PINGPROXY_TIMEOUT: invalid value 'abc': could not convert string to float: 'abc'"
     ]
+
+
+ROOT = Path(__file__).parent.parent
+
+
+async def test_the_procfile_web_process_serves_on_the_platform_port(unused_tcp_port, tmp_path):
+    [command] = [line.removeprefix("web:").strip() for line in
+                 (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")]
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PORT": str(unused_tcp_port),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    process = subprocess.Popen(["sh", "-c", f"exec {command}"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/healthz", process)
+    finally:
+        stop(process)
+
+
+def test_the_platform_files_install_the_package_on_the_pinned_python():
+    requirements = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    pinned = (ROOT / ".python-version").read_text().strip()
+
+    assert requirements == ["."]
+    assert f"python_requires = >={pinned}" in (ROOT / "setup.cfg").read_text()

@@ -1,0 +1,76 @@
+"""Prometheus metrics: what operators watch, in prometheus-client's own terms.
+
+With several worker processes, prometheus-client's multiprocess mode (its documented way)
+keeps each worker's values in a shared directory and sums them when scraped; the command
+line points PROMETHEUS_MULTIPROC_DIR at that directory before prometheus-client is imported.
+"""
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from pingproxy.errors import FAULT_CODES, Outcome
+
+DURATION_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The metrics of one application, in its own registry or in the workers' shared directory."""
+
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
+        self._multiprocess_dir = multiprocess_dir
+        registry = None if multiprocess_dir else CollectorRegistry()
+        self._registry = registry
+        self.pingbacks = Counter(
+            "pingproxy_pingbacks", "Pingbacks answered, by outcome and fault code.",
+            ["outcome", "fault_code"], registry=registry)
+        self.rejected_requests = Counter(
+            "pingproxy_rejected_requests",
+            "Requests refused before they became a pingback (bad XML, methods, sizes).",
+            ["outcome", "fault_code"], registry=registry)
+        self.shed = Counter(
+            "pingproxy_requests_shed", "Pingbacks answered 503 because of the in-flight cap.",
+            registry=registry)
+        self.upstream_replies = Counter(
+            "pingproxy_upstream_replies",
+            "Endpoint replies by status class; 'none' when no reply came.",
+            ["status_class"], registry=registry)
+        self.forward_duration = Histogram(
+            "pingproxy_forward_duration_seconds", "Time from a pingback's arrival to its answer.",
+            buckets=DURATION_BUCKETS_SECONDS, registry=registry)
+        self.inflight = Gauge(
+            "pingproxy_forwards_in_flight", "Forwards started and not yet finished.",
+            multiprocess_mode="livesum", registry=registry)
+        self.discovery_cache = Counter(
+            "pingproxy_discovery_cache", "Endpoint discovery cache lookups, by result.",
+            ["result"], registry=registry)
+
+    def count_pingback(self, outcome: Outcome, upstream_status: int | None,
+                       duration_seconds: float, *, forwarded: bool) -> None:
+        """Record one pingback's end."""
+        self.pingbacks.labels(outcome.value, _fault_label(outcome)).inc()
+        if outcome is Outcome.OVER_CAPACITY:
+            self.shed.inc()
+        if forwarded:
+            status_class = f"{upstream_status // 100}xx" if upstream_status else "none"
+            self.upstream_replies.labels(status_class).inc()
+            self.forward_duration.observe(duration_seconds)
+
+    def count_rejected(self, outcome: Outcome) -> None:
+        """Record a request that was refused before it became a pingback."""
+        self.rejected_requests.labels(outcome.value, _fault_label(outcome)).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric, summed over workers when there are several."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self._registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._multiprocess_dir)
+        return generate_latest(registry)
+
+
+def _fault_label(outcome: Outcome) -> str:
+    code = FAULT_CODES.get(outcome)
+    return "none" if code is None else str(code)

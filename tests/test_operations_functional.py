@@ -1,0 +1,245 @@
+"""Production behaviour of the real pingproxy command: workers, metrics, logs, SIGTERM."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ping_body, read_answer
+from tests.test_command_functional import wait_until_serving
+
+SOURCE, TARGET = "http://blog.example/post", "http://site.example/page"
+
+
+class Pingproxy:
+    """A pingproxy process on a free loopback port."""
+
+    def __init__(self, port: int, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pingproxy", "--port", str(port), "--allow-private", *args],
+            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def started(self) -> "Pingproxy":
+        await wait_until_serving(self.url("/healthz"), self.process)
+        return self
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    async def workers_booted(self, count: int) -> list[int]:
+        for _ in range(200):
+            if len(pids := self.worker_pids()) >= count:
+                return pids
+            await asyncio.sleep(0.05)
+        return self.worker_pids()
+
+    def stop(self) -> tuple[int, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = self.process.communicate(timeout=30)
+        finally:
+            self.process.kill()
+        return self.process.returncode, stderr.decode()
+
+
+@pytest.fixture
+async def start_pingproxy(unused_tcp_port_factory):
+    started: list[Pingproxy] = []
+
+    async def start(*args: str, env: dict[str, str] | None = None) -> Pingproxy:
+        proxy = Pingproxy(unused_tcp_port_factory(), *args, env=env)
+        started.append(proxy)
+        return await proxy.started()
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+async def post_ping(session: aiohttp.ClientSession, url: str, source: str = SOURCE,
+                    **kwargs) -> object:
+    async with session.post(url, data=ping_body(source, TARGET), **kwargs) as response:
+        assert response.status == 200
+        return read_answer(await response.read())
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+async def connection_refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except ConnectionRefusedError:
+        return True
+    writer.close()
+    return False
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_lets_the_forward_in_flight_finish_and_refuses_new_connections(
+        start_pingproxy, endpoint, workers):
+    endpoint.reply(202, delay=2.0)
+    proxy = await start_pingproxy("--workers", workers, "--grace", "10")
+
+    async with aiohttp.ClientSession() as session:
+        in_flight = asyncio.create_task(post_ping(session, proxy.url("/" + endpoint.url())))
+        while not endpoint.received:
+            await asyncio.sleep(0.02)
+        proxy.process.send_signal(signal.SIGTERM)
+        refused = False
+        for _ in range(60):
+            await asyncio.sleep(0.05)
+            if await connection_refused(proxy.port):
+                refused = True
+                break
+        assert not in_flight.done(), "the pingback was answered before new connections stopped"
+        answer = await asyncio.wait_for(in_flight, 10)
+
+    assert refused
+    assert "forwarded" in answer and "202" in answer
+    assert endpoint.received[0].form == {"source": SOURCE, "target": TARGET}
+    assert await asyncio.to_thread(proxy.process.wait, 15) == 0
+
+
+async def test_two_workers_share_the_port_and_their_metrics(start_pingproxy, endpoint):
+    proxy = await start_pingproxy("--workers", "2")
+
+    assert len(await proxy.workers_booted(2)) == 2
+    for number in range(20):
+        async with aiohttp.ClientSession() as session:  # a new connection each time
+            await post_ping(session, proxy.url("/" + endpoint.url()), f"{SOURCE}/{number}")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy.url("/metrics")) as response:
+            text = await response.text()
+
+    assert metric_value(text, "pingproxy_pingbacks_total", outcome="success") == 20
+    assert metric_value(text, "pingproxy_upstream_replies_total", status_class="2xx") == 20
+    assert metric_value(text, "pingproxy_forwards_in_flight") == 0
+    assert len(endpoint.received) == 20
+
+
+async def test_web_concurrency_sets_the_worker_count(start_pingproxy):
+    proxy = await start_pingproxy(env={"WEB_CONCURRENCY": "2"})
+
+    assert len(await proxy.workers_booted(2)) == 2
+    await asyncio.sleep(0.5)
+    assert len(proxy.worker_pids()) == 2
+
+
+async def test_json_logs_carry_the_request_id_sent_upstream(start_pingproxy, endpoint):
+    proxy = await start_pingproxy("--log-format", "json")
+
+    async with aiohttp.ClientSession() as session:
+        await post_ping(session, proxy.url("/" + endpoint.url()),
+                        headers={"X-Request-Id": "req-42"})
+    _, stderr = proxy.stop()
+
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    [pingback] = [r for r in records if r["logger"] == "pingproxy.relay"]
+    assert pingback["outcome"] == "success" and pingback["request_id"] == "req-42"
+    assert pingback["source"] == SOURCE and pingback["upstream_status"] == 202
+    assert endpoint.received[0].headers["X-Request-Id"] == "req-42"
+    assert all(line.startswith("{") for line in stderr.splitlines())
+
+
+async def test_log_level_warning_keeps_pingback_lines_out(start_pingproxy, endpoint):
+    proxy = await start_pingproxy("--log-level", "warning")
+
+    async with aiohttp.ClientSession() as session:
+        await post_ping(session, proxy.url("/" + endpoint.url()))
+    _, stderr = proxy.stop()
+
+    assert "pingback outcome" not in stderr
+
+
+@pytest.mark.parametrize(("environ", "setting"), [
+    ({"PINGPROXY_TIMEOUT": "abc"}, "PINGPROXY_TIMEOUT"),
+    ({"PINGPROXY_ALLOWED_ENDPOINTS": "exa mple.com,"}, "PINGPROXY_ALLOWED_ENDPOINTS"),
+    ({"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY"),
+    ({"PINGPROXY_LOG_FORMAT": "xml"}, "PINGPROXY_LOG_FORMAT"),
+    ({"PINGPROXY_METRICS": "sometimes"}, "PINGPROXY_METRICS"),
+])
+def test_an_invalid_setting_stops_start_up_with_one_line(environ, setting):
+    result = subprocess.run([sys.executable, "-m", "pingproxy"], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, **environ})
+
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"pingproxy: {setting}: invalid value")
+    assert "Traceback" not in result.stderr
+
+
+async def test_metrics_count_known_traffic(proxy, endpoint):
+    await proxy.post("/" + endpoint.url(), data=ping_body(SOURCE, TARGET))
+    await proxy.post("/" + endpoint.url(), data=ping_body(f"{SOURCE}/2", TARGET))
+    endpoint.reply(400, json={"error": "no_link_found"})
+    await proxy.post("/" + endpoint.url(), data=ping_body(f"{SOURCE}/3", TARGET))
+    await proxy.post("/" + endpoint.url(), data=b"<junk")
+
+    text = await (await proxy.get("/metrics")).text()
+
+    assert metric_value(text, "pingproxy_pingbacks_total", outcome="success",
+                        fault_code="none") == 2
+    assert metric_value(text, "pingproxy_pingbacks_total", outcome="no_link",
+                        fault_code="17") == 1
+    assert metric_value(text, "pingproxy_rejected_requests_total", outcome="not_well_formed",
+                        fault_code="-32700") == 1
+    assert metric_value(text, "pingproxy_upstream_replies_total", status_class="4xx") == 1
+    assert metric_value(text, "pingproxy_forward_duration_seconds_count") == 3
+    assert metric_value(text, "pingproxy_requests_shed_total") == 0
+
+
+async def test_shed_requests_are_counted(make_proxy, endpoint):
+    endpoint.reply(202, delay=0.5)
+    proxy = await make_proxy(max_inflight=1)
+    first = asyncio.create_task(proxy.post("/" + endpoint.url(), data=ping_body(SOURCE, TARGET)))
+    while not endpoint.received:
+        await asyncio.sleep(0.01)
+
+    assert (await proxy.post("/" + endpoint.url(), data=ping_body(SOURCE, TARGET))).status == 503
+    text = await (await proxy.get("/metrics")).text()
+    assert metric_value(text, "pingproxy_requests_shed_total") == 1
+    assert metric_value(text, "pingproxy_forwards_in_flight") == 1
+    await first
+
+
+async def test_metrics_off_removes_the_route(make_proxy):
+    proxy = await make_proxy(metrics=False)
+
+    response = await proxy.get("/metrics")
+
+    assert response.status == 200 and "pingback endpoint" in await response.text()
+
+
+async def test_healthz_answers_without_touching_upstream(proxy, endpoint):
+    response = await proxy.get("/healthz")
+
+    assert response.status == 200 and await response.text() == "ok"
+    assert endpoint.received == []
+
+
+async def test_request_id_is_generated_and_sent_upstream(proxy, endpoint):
+    response = await proxy.post("/" + endpoint.url(), data=ping_body(SOURCE, TARGET),
+                                headers={"X-Request-Id": "bad id, with spaces"})
+
+    request_id = response.headers["X-Request-Id"]
+    assert len(request_id) == 32 and request_id == endpoint.received[0].headers["X-Request-Id"]
