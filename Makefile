@@ -9,6 +9,7 @@ run: $(VENV)/.installed
 	$(BIN)/pingproxy $(ARGS)
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -17,7 +18,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 

@@ -6,6 +6,8 @@ command line passes the environment in, and tests build Settings directly.
 """
 
 import argparse
+import ipaddress
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +16,8 @@ from yarl import URL
 
 from pingproxy import __version__
 from pingproxy.logs import LOG_FORMATS, LOG_LEVELS
+
+_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +76,27 @@ def _boolean(text: str) -> bool:
 
 
 def _host_patterns(text: str) -> tuple[str, ...]:
-    patterns = tuple(item.strip().lower().rstrip(".") for item in text.split(",") if item.strip())
-    for pattern in patterns:
-        name = pattern.removeprefix("*.")
-        if not name or "*" in name or "/" in name or ":" in name or URL.build(host=name).host is None:
-            raise ValueError(f"{pattern!r} is not a host name or *.domain pattern")
-    return tuple(
-        ("*." if p.startswith("*.") else "") + URL.build(host=p.removeprefix("*.")).host
-        for p in patterns
-    )
+    patterns = []
+    for item in filter(None, (part.strip().lower().rstrip(".") for part in text.split(","))):
+        wildcard, name = ("*.", item[2:]) if item.startswith("*.") else ("", item)
+        host = _host_name(name)
+        if host is None:
+            raise ValueError(f"{item!r} is not a host name or *.domain pattern")
+        patterns.append(wildcard + host)
+    return tuple(patterns)
+
+
+def _host_name(name: str) -> str | None:
+    """The name as URLs spell it (IDNA for international names), or None if it is not one."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        host = URL.build(host=name).host
+    except ValueError:
+        return None
+    return host if host and _HOST_NAME.match(host) else None
 
 
 def _ports(text: str) -> frozenset[int]:

@@ -6,7 +6,12 @@ line points PROMETHEUS_MULTIPROC_DIR at that directory before prometheus-client 
 """
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -63,7 +68,7 @@ class Metrics:
         self.rejected_requests.labels(outcome.value, _fault_label(outcome)).inc()
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric, summed over workers when there are several."""
+        """The Prometheus text exposition, summed over the workers when there are several."""
         if self._multiprocess_dir is None:
             return generate_latest(self._registry)
         registry = CollectorRegistry()

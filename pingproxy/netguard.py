@@ -136,7 +136,8 @@ class DestinationPolicy:
             literal = ipaddress.ip_address(host)
         except ValueError:
             if _NUMERIC_HOST.match(host):
-                raise AccessDenied("numeric host names that are not IP addresses are refused")
+                raise AccessDenied(
+                    "numeric host names that are not IP addresses are refused") from None
             return
         self._check_address(literal, f"{host} is")
 

@@ -4,7 +4,6 @@ Redirects are followed here, not by aiohttp, so that every hop passes the destin
 policy; reply bodies are read to a cap plus one byte, never further.
 """
 
-import asyncio
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -91,7 +90,7 @@ async def request(
                              response.links, body)
         except aiohttp.ClientError as error:
             raise UpstreamError(_describe(error, url)) from error
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise UpstreamError(f"{url.host} did not answer in time") from None
     raise UpstreamError(f"more than {max_redirects} redirects")
 

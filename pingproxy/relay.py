@@ -15,10 +15,15 @@ from yarl import URL
 
 from pingproxy import __version__, webmention
 from pingproxy.config import Settings
-from pingproxy.metrics import Metrics
 from pingproxy.errors import (
-    FAULT_CODES, Outcome, PingbackRejected, PingproxyError, RequestError, UpstreamError,
+    FAULT_CODES,
+    Outcome,
+    PingbackRejected,
+    PingproxyError,
+    RequestError,
+    UpstreamError,
 )
+from pingproxy.metrics import Metrics
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.urls import http_url
 
@@ -52,11 +57,6 @@ class Relay:
         self._metrics = metrics
         self._forwards: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
-
-    @property
-    def inflight(self) -> int:
-        """Forwards started and not yet finished, whether or not their sender still waits."""
-        return len(self._forwards)
 
     def check_loop(self, via: list[str]) -> None:
         """Refuse a request that this instance already forwarded (RFC 9110 section 7.6.3)."""

@@ -65,7 +65,8 @@ def test_a_bad_setting_stops_start_up_with_exit_2_and_one_line():
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "pingproxy: PINGPROXY_TIMEOUT: invalid value 'abc': could not convert string to float: 'abc'"
+        "pingproxy: PINGPROXY_TIMEOUT: invalid value 'abc': "
+        "could not convert string to float: 'abc'"
     ]
 
 

@@ -57,7 +57,8 @@ def test_a_call_without_params_has_none():
     pytest.param(call_xml(PING + "<extra/>"), Outcome.INVALID_REQUEST, id="extra-element"),
     pytest.param(call_xml("<methodName>a</methodName><methodName>b</methodName>"),
                  Outcome.INVALID_REQUEST, id="two-method-names"),
-    pytest.param(call_xml(PING.replace("<string>", "<string><b>").replace("</string>", "</b></string>")),
+    pytest.param(call_xml(PING.replace("<string>", "<string><b>")
+                          .replace("</string>", "</b></string>")),
                  Outcome.INVALID_REQUEST, id="markup-in-string"),
     pytest.param(call_xml("<methodName>m</methodName><params><param><value><int>x</int>"
                           "</value></param></params>"), Outcome.INVALID_REQUEST, id="bad-int"),
