@@ -122,6 +122,8 @@ def _describe(error: aiohttp.ClientError, url: URL) -> str:
         return f"{host} could not be resolved"
     if isinstance(error, aiohttp.ClientConnectorError):
         return f"could not connect to {host}"
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return f"could not connect to {host} in time"
     if isinstance(error, aiohttp.ServerTimeoutError):
         return f"{host} did not answer in time"
     if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):

@@ -157,3 +157,30 @@ async def test_a_huge_reply_is_not_read_to_its_end(make_proxy, aiohttp_server):
     assert fault.faultCode == 0x32
     await asyncio.sleep(0.2)
     assert sum(sent) < 10 * 1024 * 1024
+
+
+async def test_a_connect_that_never_completes_hits_the_connect_timeout(make_proxy):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue: later SYNs are dropped, connects hang
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.1)
+        proxy = await make_proxy(connect_timeout_seconds=0.3, forward_timeout_seconds=5.0)
+        started = time.monotonic()
+
+        fault = await fault_of(await proxy.post(f"/http://127.0.0.1:{port}/wm",
+                                                data=ping_body(SOURCE, TARGET)))
+
+        assert fault.faultCode == 0x32 and "could not connect" in fault.faultString
+        assert time.monotonic() - started < 3.0
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
