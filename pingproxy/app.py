@@ -72,7 +72,7 @@ async def ping_forward(request: web.Request) -> web.Response:
 
 
 async def ping_without_endpoint(request: web.Request) -> web.Response:
-    return await _answer(request, "")
+    return await _answer(request, None)
 
 
 def _path_endpoint(request: web.Request) -> str:
@@ -94,8 +94,11 @@ def _endpoint_page(request: web.Request, endpoint_text: str) -> web.Response:
                         content_type="text/html")
 
 
-async def _answer(request: web.Request, endpoint_text: str) -> web.Response:
-    """Run one XML-RPC call and answer it; every failure becomes a fault, never a 500."""
+async def _answer(request: web.Request, endpoint_text: str | None) -> web.Response:
+    """Run one XML-RPC call and answer it; every failure becomes a fault, never a 500.
+
+    endpoint_text None: the pingback URL names no endpoint (discovery mode).
+    """
     relay = request.app[RELAY]
     try:
         via = request.headers.getall(hdrs.VIA, [])
@@ -104,7 +107,8 @@ async def _answer(request: web.Request, endpoint_text: str) -> web.Response:
         if call.method != pingback.PING_METHOD:
             return _xml(pingback.render_success(pingback.introspect(call)))
         source, target = pingback.ping_arguments(call)
-        text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via)
+        text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via,
+                                proxy_host=request.host)
         return _xml(pingback.render_success(text))
     except PingproxyError as error:
         return _fault(error)

@@ -22,10 +22,8 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from pingproxy.discovery import Discovery
-from pingproxy.errors import DiscoveryFailed, Outcome
+from pingproxy.discovery import Discovery, too_slow
 
-DEFAULT_CACHE_SECONDS = 300.0
 MAX_CACHED_TARGETS = 10_000
 MAX_DISCOVERIES_PER_HOST = 2
 
@@ -64,7 +62,7 @@ class EndpointCache:
         examine: Callable[[URL], Awaitable[Discovery]],
         *,
         timeout_seconds: float,
-        ttl_seconds: float = DEFAULT_CACHE_SECONDS,
+        ttl_seconds: float,
         max_entries: int = MAX_CACHED_TARGETS,
         per_host: int = MAX_DISCOVERIES_PER_HOST,
         clock: Callable[[], float] = time.monotonic,
@@ -137,10 +135,7 @@ class EndpointCache:
                 async with self._host_slot(target.host or ""):
                     found = await self._examine(target)
         except TimeoutError:
-            raise DiscoveryFailed(
-                Outcome.TARGET_FAILED,
-                f"discovering the target's endpoint took over {self._timeout_seconds:g} s",
-            ) from None
+            raise too_slow(self._timeout_seconds) from None
         self._remember(key, found)
         return found
 

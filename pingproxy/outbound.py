@@ -137,15 +137,17 @@ def _links(response: aiohttp.ClientResponse) -> MultiDictProxy:
 
 async def _read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int, *,
                        truncate: bool) -> bytes:
+    # One byte past the cap tells a body over it; truncating needs no such proof.
+    limit = max_bytes if truncate else max_bytes + 1
     chunks, size = [], 0
-    while size <= max_bytes:
-        chunk = await stream.read(max_bytes + 1 - size)
+    while size < limit:
+        chunk = await stream.read(limit - size)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
     if truncate:
-        return b"".join(chunks)[:max_bytes]
+        return b"".join(chunks)
     raise UpstreamError(f"the reply was larger than {max_bytes} bytes", upstream_status=status)
 
 

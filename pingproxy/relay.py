@@ -1,24 +1,29 @@
-"""One pingback's journey: check it, forward it as a WebMention, turn the reply into an answer.
+"""One pingback's journey: check it, find its endpoint, forward it, turn the reply into an answer.
 
-A forward, once started, runs to its end in its own task even when the sender hangs up
-(WordPress waits only 3 s): a mention is never dropped because its sender was impatient.
+The endpoint is the one the pingback URL names, else the configured default endpoint, else
+the one the target advertises (discovery, through the cache). A forward, once started, runs
+to its end in its own task even when the sender hangs up (WordPress waits only 3 s): a
+mention is never dropped because its sender was impatient. Its discovery and its POST share
+one forward timeout.
 """
 
 import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable
 
 import aiohttp
 from yarl import URL
 
-from pingproxy import __version__, webmention
+from pingproxy import __version__, discovery, webmention
 from pingproxy.config import Settings
+from pingproxy.discovery_cache import DiscoveryStats, EndpointCache
 from pingproxy.errors import (
     FAULT_CODES, Outcome, PingbackRejected, PingproxyError, RequestError, UpstreamError,
 )
 from pingproxy.netguard import DestinationPolicy
-from pingproxy.urls import http_url
+from pingproxy.urls import http_url, is_served_here
 
 logger = logging.getLogger("pingproxy.relay")
 
@@ -38,11 +43,21 @@ class Relay:
         self._policy = policy
         self._forwards: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
+        self._endpoints = EndpointCache(
+            self._examine,
+            timeout_seconds=settings.forward_timeout_seconds,
+            ttl_seconds=settings.discovery_cache_seconds,
+        )
 
     @property
     def inflight(self) -> int:
         """Forwards started and not yet finished, whether or not their sender still waits."""
         return len(self._forwards)
+
+    @property
+    def discovery_stats(self) -> DiscoveryStats:
+        """The discovery cache's hit and miss counts, for metrics."""
+        return self._endpoints.stats
 
     def check_loop(self, via: list[str]) -> None:
         """Refuse a request that this instance already forwarded (RFC 9110 section 7.6.3)."""
@@ -52,12 +67,20 @@ class Relay:
                     Outcome.LOOP, "forwarding loop: this pingproxy already forwarded this request"
                 )
 
-    async def ping(self, source: str, target: str, endpoint_text: str, *,
-                   sender: str | None, via: list[str]) -> str:
-        """Forward one pingback and return the success text, or raise its fault."""
+    async def ping(self, source: str, target: str, endpoint_text: str | None, *,
+                   sender: str | None, via: list[str], proxy_host: str) -> str:
+        """Forward one pingback and return the success text, or raise its fault.
+
+        endpoint_text None: the pingback URL names no endpoint, so the default endpoint is
+        used, or else the target's is discovered; proxy_host (the Host this request came
+        to) tells a discovered endpoint that is this proxy itself.
+        """
         started = time.perf_counter()
+        if endpoint_text is None:
+            endpoint_text = self._settings.default_endpoint
         try:
-            endpoint = self._checked_endpoint(source, target, endpoint_text)
+            self._check_pingback(source, target)
+            endpoint = None if endpoint_text is None else self._checked_endpoint(endpoint_text)
             if len(self._forwards) >= self._settings.max_inflight:
                 raise RequestError(
                     Outcome.OVER_CAPACITY,
@@ -68,18 +91,20 @@ class Relay:
             raise
         headers = self._forward_headers(sender, via)
         task = asyncio.get_running_loop().create_task(
-            self._forward(endpoint, source, target, headers, started)
+            self._forward(endpoint, source, target, headers, started, proxy_host)
         )
         self._forwards.add(task)
         task.add_done_callback(self._forget)
         return await asyncio.shield(task)
 
     async def drain(self, timeout_seconds: float) -> None:
-        """Wait for the forwards in flight to finish, at most timeout_seconds."""
+        """Wait for the forwards in flight to finish, at most timeout_seconds, then cancel
+        any discovery still running."""
         if self._forwards:
             await asyncio.wait(set(self._forwards), timeout=timeout_seconds)
+        await self._endpoints.close()
 
-    def _checked_endpoint(self, source: str, target: str, endpoint_text: str) -> URL:
+    def _check_pingback(self, source: str, target: str) -> None:
         source_url, target_url = http_url(source), http_url(target)
         if source_url is None:
             raise PingbackRejected(Outcome.INVALID_SOURCE,
@@ -89,6 +114,8 @@ class Relay:
                                    "the target is not an absolute http(s) URL")
         if source_url.with_fragment(None) == target_url.with_fragment(None):
             raise PingbackRejected(Outcome.INVALID_TARGET, "the source and target are the same")
+
+    def _checked_endpoint(self, endpoint_text: str) -> URL:
         endpoint = http_url(endpoint_text)
         if endpoint is None:
             raise PingbackRejected(
@@ -106,29 +133,49 @@ class Relay:
             "Via": ", ".join([*via, f"1.1 {self._via_name}"]),
         }
 
-    async def _forward(self, endpoint: URL, source: str, target: str,
-                       headers: dict[str, str], started: float) -> str:
+    async def _forward(self, endpoint: URL | None, source: str, target: str,
+                       headers: dict[str, str], started: float, proxy_host: str) -> str:
         timeout = self._settings.forward_timeout_seconds
         try:
             try:
                 async with asyncio.timeout(timeout):
+                    if endpoint is None:
+                        endpoint = await self._discovered_endpoint(target, proxy_host)
                     reply = await webmention.send(
                         self._session, self._policy, endpoint, source, target,
                         headers=headers, max_reply_bytes=self._settings.max_reply_bytes,
                     )
             except TimeoutError:
+                if endpoint is None:
+                    raise discovery.too_slow(timeout) from None
                 raise UpstreamError(f"the endpoint did not answer within {timeout:g} s") from None
             text = webmention.read_reply(reply, source, target)
         except PingproxyError as error:
-            _report(source, target, endpoint.host, started, error=error)
+            _report(source, target, _url_host(endpoint), started, error=error)
             raise
         except Exception:
-            logger.exception("forward to %s failed unexpectedly", endpoint.host)
+            logger.exception("forward to %s failed unexpectedly", _url_host(endpoint))
             error = RequestError(Outcome.INTERNAL_ERROR, "internal error in pingproxy")
-            _report(source, target, endpoint.host, started, error=error)
+            _report(source, target, _url_host(endpoint), started, error=error)
             raise error from None
         _report(source, target, endpoint.host, started, upstream_status=reply.status)
         return text
+
+    async def _discovered_endpoint(self, target: str, proxy_host: str) -> URL:
+        endpoint = await self._endpoints.endpoint(http_url(target))
+        if is_served_here(endpoint, proxy_host):
+            raise PingbackRejected(
+                Outcome.LOOP,
+                "forwarding loop: the target's WebMention endpoint is this pingproxy itself",
+            )
+        return endpoint
+
+    def _examine(self, target: URL) -> Awaitable[discovery.Discovery]:
+        return discovery.examine(
+            self._session, self._policy, target,
+            max_page_bytes=self._settings.discovery_max_page_bytes,
+            headers={"User-Agent": USER_AGENT},
+        )
 
     def _forget(self, task: asyncio.Task) -> None:
         self._forwards.discard(task)
@@ -143,8 +190,11 @@ def _forwarded_node(address: str | None) -> str:
     return f'"[{address}]"' if ":" in address else address
 
 
-def _host(endpoint_text: str) -> str | None:
-    url = http_url(endpoint_text)
+def _host(endpoint_text: str | None) -> str | None:
+    return _url_host(http_url(endpoint_text or ""))
+
+
+def _url_host(url: URL | None) -> str | None:
     return url.host if url is not None else None
 
 

@@ -67,12 +67,13 @@ class Clock:
 
 
 def cache_for(target: Target, clock: Clock | None = None, **options) -> EndpointCache:
-    return EndpointCache(target.examine, timeout_seconds=5, clock=clock or Clock(), **options)
+    options = {"ttl_seconds": 300, "timeout_seconds": 5, **options}
+    return EndpointCache(target.examine, clock=clock or Clock(), **options)
 
 
 async def test_an_endpoint_is_remembered_until_its_ttl_ends():
     target, clock = Target(), Clock()
-    cache = cache_for(target, clock, ttl_seconds=300)
+    cache = cache_for(target, clock)
 
     assert await cache.endpoint(TARGET) == ENDPOINT
     clock.now += 299
@@ -87,7 +88,7 @@ async def test_an_endpoint_is_remembered_until_its_ttl_ends():
 
 async def test_a_shorter_max_age_shortens_the_memory():
     target, clock = Target(Discovery(ENDPOINT, "max-age=10")), Clock()
-    cache = cache_for(target, clock, ttl_seconds=300)
+    cache = cache_for(target, clock)
 
     await cache.endpoint(TARGET)
     clock.now += 9
@@ -204,7 +205,7 @@ async def test_a_pingback_that_gives_up_leaves_the_discovery_to_the_others():
 async def test_a_discovery_that_outlasts_its_timeout_fails_as_target_failed():
     target = Target()
     target.release.clear()
-    cache = EndpointCache(target.examine, timeout_seconds=0.05)
+    cache = cache_for(target, timeout_seconds=0.05)
 
     with pytest.raises(DiscoveryFailed) as caught:
         await asyncio.wait_for(cache.endpoint(TARGET), 5)
