@@ -91,7 +91,7 @@ async def ping_forward(request: web.Request) -> web.Response:
 
 
 async def ping_without_endpoint(request: web.Request) -> web.Response:
-    return await _answer(request, "")
+    return await _answer(request, None)
 
 
 def _path_endpoint(request: web.Request) -> str:
@@ -113,8 +113,11 @@ def _endpoint_page(request: web.Request, endpoint_text: str) -> web.Response:
                         content_type="text/html")
 
 
-async def _answer(request: web.Request, endpoint_text: str) -> web.Response:
-    """Run one XML-RPC call and answer it; every failure becomes a fault, never a 500."""
+async def _answer(request: web.Request, endpoint_text: str | None) -> web.Response:
+    """Run one XML-RPC call and answer it; every failure becomes a fault, never a 500.
+
+    endpoint_text None: the pingback URL names no endpoint (discovery mode).
+    """
     relay = request.app[RELAY]
     request_id = _request_id(request)
     try:
@@ -129,7 +132,7 @@ async def _answer(request: web.Request, endpoint_text: str) -> web.Response:
         return _fault(error, request_id)
     try:
         text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via,
-                                request_id=request_id)
+                                request_id=request_id, proxy_host=request.host)
     except PingproxyError as error:
         return _fault(error, request_id)
     except Exception:

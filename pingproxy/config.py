@@ -7,6 +7,7 @@ command line passes the environment in, and tests build Settings directly.
 
 import argparse
 import ipaddress
+import math
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from yarl import URL
 
 from pingproxy import __version__
 from pingproxy.logs import LOG_FORMATS, LOG_LEVELS
+from pingproxy.urls import http_url
 
 _HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
@@ -42,6 +44,9 @@ class Settings:
     metrics_dir: str | None = None
     log_format: str = "text"
     log_level: str = "info"
+    default_endpoint: str | None = None
+    discovery_cache_seconds: float = 300.0
+    discovery_max_page_bytes: int = 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -49,10 +54,19 @@ class ConfigError(ValueError):
 
 
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
+    return _finite(kind, zero_allowed=False)
+
+
+def _non_negative(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
+    return _finite(kind, zero_allowed=True)
+
+
+def _finite(kind: Callable[[str], float | int], *,
+            zero_allowed: bool) -> Callable[[str], float | int]:
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise ValueError("must be greater than 0")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+            raise ValueError("must be 0 or more" if zero_allowed else "must be greater than 0")
         return value
 
     parse.__name__ = kind.__name__
@@ -112,6 +126,14 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _optional_http_url(text: str) -> str | None:
+    if not text.strip():
+        return None
+    if http_url(text) is None:
+        raise ValueError("must be an absolute http(s) URL")
+    return text.strip()
+
+
 def _identifier(text: str) -> str:
     if not text or not text.replace("-", "").replace("_", "").isalnum():
         raise ValueError("must be letters, digits, '-' or '_'")
@@ -142,7 +164,7 @@ OPTIONS = (
     Option("connect_timeout_seconds", "--connect-timeout", "SECONDS", _positive(float),
            "seconds to wait for a connection to the endpoint"),
     Option("forward_timeout_seconds", "--timeout", "SECONDS", _positive(float),
-           "seconds one whole forward may take, redirects included"),
+           "seconds one whole forward may take, discovery and redirects included"),
     Option("request_timeout_seconds", "--request-timeout", "SECONDS", _positive(float),
            "seconds a sender may take to send its request body"),
     Option("max_body_bytes", "--max-body", "BYTES", _positive(int),
@@ -152,12 +174,14 @@ OPTIONS = (
     Option("max_inflight", "--max-inflight", "N", _positive(int),
            "forwards in flight at once; beyond it, HTTP 503 with Retry-After"),
     Option("allow_private", "--allow-private", None, _boolean,
-           "allow endpoints on loopback and private networks, on any port (sidecar use)"),
+           "allow endpoints and fetched targets on loopback and private networks, on any port "
+           "(sidecar use)"),
     Option("allowed_endpoints", "--allowed-endpoints", "HOSTS", _host_patterns,
-           "comma-separated hosts (example.com, *.example.com) endpoints must be on",
+           "comma-separated hosts (example.com, *.example.com) that endpoints and fetched "
+           "targets must be on",
            default_text="any public host"),
     Option("allowed_ports", "--allowed-ports", "PORTS", _ports,
-           "comma-separated ports endpoints may use",
+           "comma-separated ports that endpoints and fetched targets may use",
            default_text="80,443,8080,8443; any with --allow-private"),
     Option("instance_id", "--instance-id", "NAME", _identifier,
            "name in the Via header that stops forwarding loops; give a fleet one name",
@@ -175,6 +199,15 @@ OPTIONS = (
            "log line format"),
     Option("log_level", "--log-level", "LEVEL", _one_of(*LOG_LEVELS),
            "lowest level logged: debug, info, warning or error"),
+    Option("default_endpoint", "--default-endpoint", "URL", _optional_http_url,
+           "WebMention endpoint that POST / forwards to instead of discovering the target's "
+           "(sidecar use)", default_text="none: discover"),
+    Option("discovery_cache_seconds", "--discovery-cache-seconds", "SECONDS",
+           _non_negative(float),
+           "seconds a discovered endpoint, or its absence, is remembered (less if the target's "
+           "Cache-Control says so); 0 turns the memory off"),
+    Option("discovery_max_page_bytes", "--discovery-max-page", "BYTES", _positive(int),
+           "most bytes of a target's HTML read in discovery; a longer page is read that far"),
 )
 
 

@@ -9,6 +9,8 @@ names each outcome once, so the answer, the log line and the metrics all speak o
      +-- AccessDenied         the destination is not one this proxy may contact (49)
      +-- UpstreamError        the endpoint or its network failed (50)
      +-- EndpointRefused      the endpoint answered with an error, mapped by meaning
+     +-- DiscoveryFailed      the target names no usable endpoint: gone (32), failing (50),
+                              or advertising none (33)
 """
 
 from enum import Enum
@@ -32,6 +34,7 @@ class Outcome(str, Enum):
     SOURCE_NOT_FOUND = "source_not_found"
     NO_LINK = "no_link"
     TARGET_NOT_FOUND = "target_not_found"
+    TARGET_FAILED = "target_failed"
     INVALID_TARGET = "invalid_target"
     TARGET_NOT_SUPPORTED = "target_not_supported"
     INVALID_ENDPOINT = "invalid_endpoint"
@@ -72,6 +75,7 @@ FAULT_CODES: dict[Outcome, int] = {
     Outcome.RATE_LIMITED: 0x0031,
     Outcome.FORBIDDEN_DESTINATION: 0x0031,
     Outcome.UPSTREAM_FAILED: 0x0032,
+    Outcome.TARGET_FAILED: 0x0032,
 }
 
 # XML-RPC answers travel on HTTP 200 (clients ignore a fault on any other status); only
@@ -124,3 +128,7 @@ class UpstreamError(PingproxyError):
 
 class EndpointRefused(PingproxyError):
     """The endpoint answered and refused the mention."""
+
+
+class DiscoveryFailed(PingproxyError):
+    """The target's WebMention endpoint could not be discovered; the outcome says why."""

@@ -48,8 +48,10 @@ class Metrics:
         self.inflight = Gauge(
             "pingproxy_forwards_in_flight", "Forwards started and not yet finished.",
             multiprocess_mode="livesum", registry=registry)
-        self.discovery_cache = Counter(
-            "pingproxy_discovery_cache", "Endpoint discovery cache lookups, by result.",
+        self.discovery_lookups = Counter(
+            "pingproxy_discovery_lookups",
+            "Endpoint discovery cache look-ups: hit, miss (fetched the target), or joined "
+            "(waited for another pingback's fetch).",
             ["result"], registry=registry)
 
     def count_pingback(self, outcome: Outcome, upstream_status: int | None,
@@ -62,6 +64,10 @@ class Metrics:
             status_class = f"{upstream_status // 100}xx" if upstream_status else "none"
             self.upstream_replies.labels(status_class).inc()
             self.forward_duration.observe(duration_seconds)
+
+    def count_discovery_lookup(self, result: str) -> None:
+        """Record a discovery cache look-up: "hit", "miss" or "joined"."""
+        self.discovery_lookups.labels(result).inc()
 
     def count_rejected(self, outcome: Outcome) -> None:
         """Record a request that was refused before it became a pingback."""

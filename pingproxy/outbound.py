@@ -1,7 +1,8 @@
 """Outbound HTTP: the one client session, and guarded requests with bounded replies.
 
 Redirects are followed here, not by aiohttp, so that every hop passes the destination
-policy; reply bodies are read to a cap plus one byte, never further.
+policy; reply bodies are read to a cap plus one byte, never further (or, for a caller that
+can use a part, to the cap and no further).
 """
 
 from collections.abc import Collection, Mapping
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.resolver import ThreadedResolver
-from multidict import CIMultiDictProxy, MultiDictProxy
+from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
 from pingproxy.config import Settings
@@ -30,7 +31,16 @@ class Reply:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        return _media_type(self.headers)
+
+    @property
+    def charset(self) -> str | None:
+        """The charset parameter of the Content-Type, if the reply names one."""
+        for parameter in self.headers.get("Content-Type", "").split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "charset":
+                return value.strip().strip('"') or None
+        return None
 
 
 def policy_for(settings: Settings) -> DestinationPolicy:
@@ -73,8 +83,14 @@ async def request(
     follow: Collection[int],
     max_redirects: int,
     max_bytes: int,
+    truncate: bool = False,
+    body_content_types: Collection[str] | None = None,
 ) -> Reply:
-    """Request url, following redirects whose status is in follow, each hop checked."""
+    """Request url, following redirects whose status is in follow, each hop checked.
+
+    A body over max_bytes is an UpstreamError, or with truncate its first max_bytes; with
+    body_content_types, only replies of those types have their body read at all.
+    """
     for _ in range(max_redirects + 1):
         policy.check_url(url)
         try:
@@ -85,9 +101,13 @@ async def request(
                 if response.status in follow and location:
                     url = _redirect_target(url, location)
                     continue
-                body = await _read_capped(response.content, max_bytes, response.status)
+                body = b""
+                media_type = _media_type(response.headers)
+                if body_content_types is None or media_type in body_content_types:
+                    body = await _read_capped(response.content, max_bytes, response.status,
+                                              truncate=truncate)
                 return Reply(url, response.status, response.reason or "", response.headers,
-                             response.links, body)
+                             _links(response), body)
         except aiohttp.ClientError as error:
             raise UpstreamError(_describe(error, url)) from error
         except TimeoutError:
@@ -99,17 +119,34 @@ def _redirect_target(url: URL, location: str) -> URL:
     try:
         return url.join(URL(location))
     except ValueError:
-        raise UpstreamError("the endpoint redirected to an invalid URL") from None
+        raise UpstreamError(f"{url.host} redirected to an invalid URL") from None
 
 
-async def _read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int) -> bytes:
+def _media_type(headers: Mapping[str, str]) -> str:
+    return headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+def _links(response: aiohttp.ClientResponse) -> MultiDictProxy:
+    """The parsed Link headers; a link whose URL cannot be parsed spoils them all in aiohttp."""
+    try:
+        return response.links
+    except ValueError:
+        return MultiDictProxy(MultiDict())
+
+
+async def _read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int, *,
+                       truncate: bool) -> bytes:
+    # One byte past the cap tells a body over it; truncating needs no such proof.
+    limit = max_bytes if truncate else max_bytes + 1
     chunks, size = [], 0
-    while size <= max_bytes:
-        chunk = await stream.read(max_bytes + 1 - size)
+    while size < limit:
+        chunk = await stream.read(limit - size)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
+    if truncate:
+        return b"".join(chunks)
     raise UpstreamError(f"the reply was larger than {max_bytes} bytes", upstream_status=status)
 
 

@@ -29,8 +29,13 @@ def landing(origin: str) -> str:
 as a <a href="https://www.w3.org/TR/webmention/">WebMention</a> to your site's WebMention
 endpoint, then answers the blog that sent it. It stores nothing.</p>
 <h2>Use it on your site</h2>
-<p>Put your WebMention endpoint after this server's address, and advertise the result as
-your pingback URL, in your pages' <code>&lt;head&gt;</code>:</p>
+<p>If your pages already advertise their WebMention endpoint (an HTTP <code>Link</code> header,
+or a <code>&lt;link&gt;</code> or <code>&lt;a&gt;</code> with <code>rel="webmention"</code>), the
+shortest pingback URL is this server's address itself: pingproxy fetches the page a pingback
+targets and discovers its endpoint, as a WebMention sender would.</p>
+<pre>{escape(f'<link rel="pingback" href="{origin}/">')}</pre>
+<p>Otherwise, put your WebMention endpoint after this server's address, and advertise the
+result as your pingback URL, in your pages' <code>&lt;head&gt;</code>:</p>
 <pre>{escape(f'<link rel="pingback" href="{example}">')}</pre>
 <p>or as an HTTP header:</p>
 <pre>{escape(f"X-Pingback: {example}")}</pre>

@@ -1,20 +1,25 @@
-"""One pingback's journey: check it, forward it as a WebMention, turn the reply into an answer.
+"""One pingback's journey: check it, find its endpoint, forward it, turn the reply into an answer.
 
-A forward, once started, runs to its end in its own task even when the sender hangs up
-(WordPress waits only 3 s): a mention is never dropped because its sender was impatient.
+The endpoint is the one the pingback URL names, else the configured default endpoint, else
+the one the target advertises (discovery, through the cache). A forward, once started, runs
+to its end in its own task even when the sender hangs up (WordPress waits only 3 s): a
+mention is never dropped because its sender was impatient. Its discovery and its POST share
+one forward timeout.
 """
 
 import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
-from pingproxy import __version__, webmention
+from pingproxy import __version__, discovery, webmention
 from pingproxy.config import Settings
+from pingproxy.discovery_cache import EndpointCache
 from pingproxy.errors import (
     FAULT_CODES,
     Outcome,
@@ -25,7 +30,7 @@ from pingproxy.errors import (
 )
 from pingproxy.metrics import Metrics
 from pingproxy.netguard import DestinationPolicy
-from pingproxy.urls import http_url
+from pingproxy.urls import http_url, is_served_here
 
 logger = logging.getLogger("pingproxy.relay")
 
@@ -57,6 +62,12 @@ class Relay:
         self._metrics = metrics
         self._forwards: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
+        self._endpoints = EndpointCache(
+            self._examine,
+            timeout_seconds=settings.forward_timeout_seconds,
+            ttl_seconds=settings.discovery_cache_seconds,
+            count=metrics.count_discovery_lookup,
+        )
 
     def check_loop(self, via: list[str]) -> None:
         """Refuse a request that this instance already forwarded (RFC 9110 section 7.6.3)."""
@@ -66,12 +77,20 @@ class Relay:
                     Outcome.LOOP, "forwarding loop: this pingproxy already forwarded this request"
                 )
 
-    async def ping(self, source: str, target: str, endpoint_text: str, *,
-                   sender: str | None, via: list[str], request_id: str) -> str:
-        """Forward one pingback and return the success text, or raise its fault."""
+    async def ping(self, source: str, target: str, endpoint_text: str | None, *,
+                   sender: str | None, via: list[str], request_id: str, proxy_host: str) -> str:
+        """Forward one pingback and return the success text, or raise its fault.
+
+        endpoint_text None: the pingback URL names no endpoint, so the default endpoint is
+        used, or else the target's is discovered; proxy_host (the Host this request came
+        to) tells a discovered endpoint that is this proxy itself.
+        """
         journey = _Journey(source, target, request_id, time.perf_counter())
+        if endpoint_text is None:
+            endpoint_text = self._settings.default_endpoint
         try:
-            endpoint = self._checked_endpoint(source, target, endpoint_text)
+            self._check_pingback(source, target)
+            endpoint = None if endpoint_text is None else self._checked_endpoint(endpoint_text)
             if len(self._forwards) >= self._settings.max_inflight:
                 raise RequestError(
                     Outcome.OVER_CAPACITY,
@@ -81,18 +100,22 @@ class Relay:
             self._report(journey, _host(endpoint_text), error=error)
             raise
         headers = self._forward_headers(sender, via, request_id)
-        task = asyncio.get_running_loop().create_task(self._forward(endpoint, journey, headers))
+        task = asyncio.get_running_loop().create_task(
+            self._forward(endpoint, journey, headers, proxy_host)
+        )
         self._forwards.add(task)
         self._metrics.inflight.inc()
         task.add_done_callback(self._forget)
         return await asyncio.shield(task)
 
     async def drain(self, timeout_seconds: float) -> None:
-        """Wait for the forwards in flight to finish, at most timeout_seconds."""
+        """Wait for the forwards in flight to finish, at most timeout_seconds, then cancel
+        any discovery still running."""
         if self._forwards:
             await asyncio.wait(set(self._forwards), timeout=timeout_seconds)
+        await self._endpoints.close()
 
-    def _checked_endpoint(self, source: str, target: str, endpoint_text: str) -> URL:
+    def _check_pingback(self, source: str, target: str) -> None:
         source_url, target_url = _bounded_http_url(source), _bounded_http_url(target)
         if source_url is None:
             raise PingbackRejected(
@@ -108,6 +131,8 @@ class Relay:
             )
         if source_url.with_fragment(None) == target_url.with_fragment(None):
             raise PingbackRejected(Outcome.INVALID_TARGET, "the source and target are the same")
+
+    def _checked_endpoint(self, endpoint_text: str) -> URL:
         endpoint = http_url(endpoint_text)
         if endpoint is None:
             raise PingbackRejected(
@@ -127,29 +152,50 @@ class Relay:
             "X-Request-Id": request_id,
         }
 
-    async def _forward(self, endpoint: URL, journey: _Journey, headers: dict[str, str]) -> str:
+    async def _forward(self, endpoint: URL | None, journey: _Journey, headers: dict[str, str],
+                       proxy_host: str) -> str:
         timeout = self._settings.forward_timeout_seconds
         source, target = journey.source, journey.target
         try:
             try:
                 async with asyncio.timeout(timeout):
+                    if endpoint is None:
+                        endpoint = await self._discovered_endpoint(target, proxy_host)
                     reply = await webmention.send(
                         self._session, self._policy, endpoint, source, target,
                         headers=headers, max_reply_bytes=self._settings.max_reply_bytes,
                     )
             except TimeoutError:
+                if endpoint is None:
+                    raise discovery.too_slow(timeout) from None
                 raise UpstreamError(f"the endpoint did not answer within {timeout:g} s") from None
             text = webmention.read_reply(reply, source, target)
         except PingproxyError as error:
-            self._report(journey, endpoint.host, error=error, forwarded=True)
+            self._report(journey, _url_host(endpoint), error=error, forwarded=True)
             raise
         except Exception:
-            logger.exception("forward to %s failed unexpectedly", endpoint.host)
+            logger.exception("forward to %s failed unexpectedly", _url_host(endpoint))
             error = RequestError(Outcome.INTERNAL_ERROR, "internal error in pingproxy")
-            self._report(journey, endpoint.host, error=error, forwarded=True)
+            self._report(journey, _url_host(endpoint), error=error, forwarded=True)
             raise error from None
         self._report(journey, endpoint.host, upstream_status=reply.status, forwarded=True)
         return text
+
+    async def _discovered_endpoint(self, target: str, proxy_host: str) -> URL:
+        endpoint = await self._endpoints.endpoint(http_url(target))
+        if is_served_here(endpoint, proxy_host):
+            raise PingbackRejected(
+                Outcome.LOOP,
+                "forwarding loop: the target's WebMention endpoint is this pingproxy itself",
+            )
+        return endpoint
+
+    def _examine(self, target: URL) -> Awaitable[discovery.Discovery]:
+        return discovery.examine(
+            self._session, self._policy, target,
+            max_page_bytes=self._settings.discovery_max_page_bytes,
+            headers={"User-Agent": USER_AGENT},
+        )
 
     def _forget(self, task: asyncio.Task) -> None:
         self._forwards.discard(task)
@@ -195,8 +241,11 @@ def _forwarded_node(address: str | None) -> str:
     return f'"[{address}]"' if ":" in address else address
 
 
-def _host(endpoint_text: str) -> str | None:
-    url = http_url(endpoint_text)
+def _host(endpoint_text: str | None) -> str | None:
+    return _url_host(http_url(endpoint_text or ""))
+
+
+def _url_host(url: URL | None) -> str | None:
     return url.host if url is not None else None
 
 

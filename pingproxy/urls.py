@@ -56,3 +56,17 @@ def pingback_url(proxy_origin: str, endpoint: str) -> str:
     if "?" in endpoint:
         return f"{proxy_origin}/{quote(endpoint, safe='')}"
     return f"{proxy_origin}/{endpoint}"
+
+
+def is_served_here(url: URL, host_header: str) -> bool:
+    """Whether url points at the server that a request with this Host header reached.
+
+    Without a port in the Host header either default port counts, since TLS may end in
+    front of the server; the path does not matter, as every path here is a pingback URL.
+    """
+    here = http_url(f"http://{host_header}")
+    if here is None or url.host != here.host:
+        return False
+    if here.explicit_port is None:
+        return url.port in (80, 443)
+    return url.port == here.explicit_port

@@ -1,15 +1,16 @@
-"""Fixtures: settings from a dict, a real fake WebMention endpoint, and the proxy under test."""
+"""Fixtures: settings from a dict, real fake endpoints and sites, and the proxy under test."""
 
 import asyncio
 import dataclasses
 import xmlrpc.client
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
+from prometheus_client.parser import text_string_to_metric_families
 
 from pingproxy.app import create_app
 from pingproxy.config import Settings
@@ -24,6 +25,15 @@ def read_answer(body: bytes) -> object:
     """The value of an XML-RPC answer; raises xmlrpc.client.Fault for a fault."""
     (value,), _ = xmlrpc.client.loads(body)
     return value
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of a Prometheus text exposition with this name and labels."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"no sample {name} {labels}")
 
 
 async def fault_of(response) -> xmlrpc.client.Fault:
@@ -45,14 +55,38 @@ class Received:
     body: bytes
 
 
+# A held page waits at most this long for its release, so no test can hang on one.
+HOLD_LIMIT_SECONDS = 5.0
+
+
+@dataclass
+class Page:
+    """A page a fake server serves to GET, for discovery to read."""
+
+    body: bytes
+    status: int
+    headers: list[tuple[str, str]]
+    delay: float
+    hold_at_byte: int | None  # send this much of the body, then wait for release_held_pages
+
+
 @dataclass
 class FakeEndpoint:
-    """A WebMention endpoint on 127.0.0.1 that records what it gets and answers as told."""
+    """A WebMention endpoint on 127.0.0.1 that records what it gets and answers as told.
+
+    It doubles as a site: GET on a path given a page serves that page and records the fetch;
+    every other request is a WebMention for the endpoint.
+    """
 
     server: TestServer | None = None
     received: list[Received] = field(default_factory=list)
     answer: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
     decoy_hits: int = 0
+    pages: dict[str, Page] = field(default_factory=dict)
+    fetched: list[Received] = field(default_factory=list)
+    serving: int = 0
+    most_serving_at_once: int = 0
+    release_held_pages: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str = "/webmention") -> str:
         return str(self.server.make_url(path))
@@ -72,7 +106,47 @@ class FakeEndpoint:
 
         self.answer = answer
 
+    def page(self, path: str, body: str | bytes = "", *, status: int = 200,
+             content_type: str | None = "text/html; charset=utf-8",
+             headers: Sequence[tuple[str, str]] = (), delay: float = 0.0,
+             hold_at_byte: int | None = None) -> str:
+        """Serve body at path to GET (several headers may share a name); returns its URL."""
+        content = body.encode() if isinstance(body, str) else body
+        typed = [("Content-Type", content_type)] if content_type else []
+        self.pages[path] = Page(content, status, [*typed, *headers], delay, hold_at_byte)
+        return self.url(path)
+
+    async def _serve(self, request: web.Request, page: Page) -> web.Response:
+        self.fetched.append(Received(request.path, request.query_string,
+                                     dict(request.headers), {}, b""))
+        self.serving += 1
+        self.most_serving_at_once = max(self.most_serving_at_once, self.serving)
+        try:
+            await asyncio.sleep(page.delay)
+        finally:
+            self.serving -= 1
+        if page.hold_at_byte is None:
+            return web.Response(status=page.status, body=page.body,
+                                headers=CIMultiDict(page.headers))
+        return await self._serve_held(request, page)
+
+    async def _serve_held(self, request: web.Request, page: Page) -> web.StreamResponse:
+        """Send the page up to its hold, then the rest only once released (bounded)."""
+        response = web.StreamResponse(status=page.status, headers=CIMultiDict(page.headers))
+        response.content_length = len(page.body)
+        await response.prepare(request)
+        await response.write(page.body[:page.hold_at_byte])
+        try:
+            await asyncio.wait_for(self.release_held_pages.wait(), HOLD_LIMIT_SECONDS)
+            await response.write(page.body[page.hold_at_byte:])
+        except (TimeoutError, ConnectionError):
+            pass
+        return response
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        page = self.pages.get(request.path)
+        if page is not None and request.method == "GET":
+            return await self._serve(request, page)
         body = await request.read()
         form = dict(await request.post()) if body else {}
         self.received.append(Received(request.path, request.query_string,
@@ -90,15 +164,29 @@ class FakeEndpoint:
         return app
 
 
-@pytest.fixture
-async def endpoint(aiohttp_server):
-    """A fake WebMention endpoint answering 202 unless told otherwise; its decoy must stay unhit."""
+async def _start_fake(aiohttp_server) -> FakeEndpoint:
     fake = FakeEndpoint()
     fake.reply(202, json={"status": "queued", "summary": "Webmention was queued"},
                headers={"Location": "/status/42"})
     fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    return fake
+
+
+@pytest.fixture
+async def endpoint(aiohttp_server):
+    """A fake WebMention endpoint answering 202 unless told otherwise; its decoy must stay unhit."""
+    fake = await _start_fake(aiohttp_server)
     yield fake
     assert fake.decoy_hits == 0, "the decoy endpoint was contacted"
+
+
+@pytest.fixture
+async def site(aiohttp_server):
+    """A second fake server, for target pages (and relative endpoints); its decoy stays unhit."""
+    fake = await _start_fake(aiohttp_server)
+    yield fake
+    fake.release_held_pages.set()
+    assert fake.decoy_hits == 0, "the site's decoy was contacted"
 
 
 # Loopback endpoints allowed (production refuses them), short timeouts.

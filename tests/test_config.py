@@ -14,6 +14,9 @@ def test_defaults_work_without_any_setting():
     assert settings.connect_timeout_seconds == 3.0 and settings.forward_timeout_seconds == 8.0
     assert settings.max_reply_bytes == settings.max_body_bytes == 64 * 1024
     assert not settings.allow_private
+    assert settings.default_endpoint is None
+    assert settings.discovery_cache_seconds == 300
+    assert settings.discovery_max_page_bytes == 1024 * 1024
 
 
 def test_platform_host_and_port_are_read():
@@ -53,6 +56,12 @@ def test_help_lists_every_option_with_its_default_and_variable():
     ([], {"PINGPROXY_ALLOWED_ENDPOINTS": "https://example.com/"}, "PINGPROXY_ALLOWED_ENDPOINTS"),
     ([], {"PINGPROXY_ALLOWED_PORTS": "80,x"}, "PINGPROXY_ALLOWED_PORTS"),
     ([], {"PINGPROXY_MAX_INFLIGHT": "0"}, "PINGPROXY_MAX_INFLIGHT"),
+    ([], {"PINGPROXY_TIMEOUT": "nan"}, "PINGPROXY_TIMEOUT"),
+    (["--default-endpoint", "/webmention"], {}, "--default-endpoint"),
+    ([], {"PINGPROXY_DEFAULT_ENDPOINT": "ftp://example.com/wm"}, "PINGPROXY_DEFAULT_ENDPOINT"),
+    ([], {"PINGPROXY_DISCOVERY_CACHE_SECONDS": "-1"}, "PINGPROXY_DISCOVERY_CACHE_SECONDS"),
+    ([], {"PINGPROXY_DISCOVERY_CACHE_SECONDS": "inf"}, "PINGPROXY_DISCOVERY_CACHE_SECONDS"),
+    (["--discovery-max-page", "0"], {}, "--discovery-max-page"),
 ])
 def test_invalid_values_name_their_setting(argv, environ, name):
     with pytest.raises(ConfigError) as caught:
@@ -72,3 +81,16 @@ def test_lists_are_parsed():
 
 def test_switch_flag_turns_a_setting_on():
     assert load(["--allow-private"], {}).allow_private
+
+
+def test_discovery_options_are_read():
+    settings = load(["--discovery-cache-seconds", "0", "--discovery-max-page", "4096"],
+                    {"PINGPROXY_DEFAULT_ENDPOINT": " https://example.com/webmention?k=1 "})
+
+    assert settings.default_endpoint == "https://example.com/webmention?k=1"
+    assert settings.discovery_cache_seconds == 0
+    assert settings.discovery_max_page_bytes == 4096
+
+
+def test_an_empty_default_endpoint_means_discovery():
+    assert load([], {"PINGPROXY_DEFAULT_ENDPOINT": ""}).default_endpoint is None

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ping_body, read_answer
+from tests.conftest import metric_value, ping_body, read_answer
 from tests.test_command_functional import wait_until_serving
 
 SOURCE, TARGET = "http://blog.example/post", "http://site.example/page"
@@ -74,14 +73,6 @@ async def post_ping(session: aiohttp.ClientSession, url: str, source: str = SOUR
     async with session.post(url, data=ping_body(source, TARGET), **kwargs) as response:
         assert response.status == 200
         return read_answer(await response.read())
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise AssertionError(f"no sample {name} {labels}")
 
 
 async def connection_refused(port: int) -> bool:

@@ -1,6 +1,7 @@
 """How a pingback URL names its endpoint, without a network."""
 
 import pytest
+from yarl import URL
 
 from pingproxy import urls
 
@@ -49,3 +50,18 @@ def test_pingback_url_encodes_endpoints_with_a_query():
     assert urls.pingback_url("https://p.example", WM) == "https://p.example/" + WM
     assert urls.pingback_url("https://p.example", WM + "?k=1") == (
         "https://p.example/https%3A%2F%2Fexample.com%2Fwebmention%3Fk%3D1")
+
+
+@pytest.mark.parametrize(("url", "host_header", "expected"), [
+    ("http://proxy.example:8080/", "proxy.example:8080", True),
+    ("http://PROXY.example:8080/https://site.example/wm", "proxy.example:8080", True),
+    ("http://proxy.example:8081/", "proxy.example:8080", False),
+    ("https://proxy.example/", "proxy.example", True),  # TLS ends in front of the proxy
+    ("http://proxy.example/webmention", "proxy.example", True),
+    ("https://proxy.example:8443/", "proxy.example", False),
+    ("https://other.example/", "proxy.example", False),
+    ("http://[::1]:8080/", "[::1]:8080", True),
+    ("http://127.0.0.1:8080/", "", False),
+])
+def test_is_served_here_compares_host_and_port_with_the_host_header(url, host_header, expected):
+    assert urls.is_served_here(URL(url), host_header) is expected
