@@ -50,23 +50,27 @@ async def test_a_chunked_body_over_the_limit_gets_413(proxy, endpoint):
     assert endpoint.received == []
 
 
-async def test_a_declared_huge_body_is_refused_before_it_is_sent(proxy):
+async def status_line_for(proxy, head_and_partial_body: bytes) -> bytes:
+    """Send a request that never completes over a raw socket; return the status line."""
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(b"POST /https://site.example/wm HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Length: 1000000000\r\n\r\n")
+    writer.write(head_and_partial_body)
     status_line = await asyncio.wait_for(reader.readline(), 5)
     writer.close()
+    return status_line
+
+
+async def test_a_declared_huge_body_is_refused_before_it_is_sent(proxy):
+    status_line = await status_line_for(proxy, b"POST /https://site.example/wm HTTP/1.1\r\n"
+                                               b"Host: x\r\nContent-Length: 1000000000\r\n\r\n")
 
     assert status_line.startswith(b"HTTP/1.1 413")
 
 
 async def test_a_trickling_sender_gets_408(make_proxy):
     proxy = await make_proxy(request_timeout_seconds=0.3)
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(b"POST /https://site.example/wm HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Length: 100\r\n\r\n<method")
-    status_line = await asyncio.wait_for(reader.readline(), 5)
-    writer.close()
+
+    status_line = await status_line_for(proxy, b"POST /https://site.example/wm HTTP/1.1\r\n"
+                                               b"Host: x\r\nContent-Length: 100\r\n\r\n<method")
 
     assert status_line.startswith(b"HTTP/1.1 408")
 
