@@ -1,9 +1,9 @@
-# Two commands on a fresh machine: `make run` serves, `make test` runs every test.
+# On a fresh machine: `make run` serves, `make test` runs every test, `make bench` measures.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test clean
+.PHONY: run test bench profile clean
 
 run: $(VENV)/.installed
 	$(BIN)/pingproxy $(ARGS)
@@ -11,6 +11,14 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ARGS=--quick for a smoke run in under a minute; results in BENCHMARKS.md and bench/results.json.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run $(ARGS)
+
+# Where pingproxy's CPU goes under load (py-spy); summaries in bench/profiles/.
+profile: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.profile $(ARGS)
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +28,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 clean:

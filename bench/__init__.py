@@ -1,0 +1,4 @@
+"""The pingproxy benchmark: helper servers, a load generator and the runner (issue 6).
+
+Run it with ``make bench`` (``make bench ARGS=--quick`` for a smoke run); see BENCHMARKS.md.
+"""
