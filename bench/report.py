@@ -42,8 +42,17 @@ def machine() -> dict:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "aiohttp": metadata.version("aiohttp"),
+        "event_loop": _event_loop(),
         "pingproxy_commit": _commit(),
     }
+
+
+def _event_loop() -> str:
+    """The loop every server of the run uses: uvloop when installed, as pingproxy's "auto"."""
+    try:
+        return f"uvloop {metadata.version('uvloop')}"
+    except metadata.PackageNotFoundError:
+        return "asyncio"
 
 
 def _commit() -> str:
@@ -190,7 +199,8 @@ def markdown(results: dict) -> str:
         "",
         f"Machine: {machine_facts['cores']} cores, {machine_facts['cpu_model']}, "
         f"{machine_facts['memory_gib']} GiB, {machine_facts['system']}; Python "
-        f"{machine_facts['python']}, aiohttp {machine_facts['aiohttp']}; pingproxy at "
+        f"{machine_facts['python']}, aiohttp {machine_facts['aiohttp']}, event loop "
+        f"{machine_facts.get('event_loop', 'asyncio')} for every server; pingproxy at "
         f"`{machine_facts['pingproxy_commit']}`.",
         "",
         _render(results, markdown_table, "### "),

@@ -101,7 +101,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         app = bare_app()
     web.run_app(app, host="127.0.0.1", port=args.port, backlog=LISTEN_BACKLOG_CONNECTIONS,
-                access_log=None, print=None)
+                access_log=None, print=None, loop=_new_loop())
+
+
+def _new_loop() -> asyncio.AbstractEventLoop | None:
+    """uvloop when installed, as pingproxy itself takes it: the baselines run on the same loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":

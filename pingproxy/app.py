@@ -8,7 +8,7 @@ other status as a transport error and never read the fault.
 import asyncio
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import hdrs, web
@@ -119,17 +119,17 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
     endpoint_text None: the pingback URL names no endpoint (discovery mode).
     """
     relay = request.app[RELAY]
-    request_id = _request_id(request)
     try:
         via = request.headers.getall(hdrs.VIA, [])
         relay.check_loop(via)
         call = pingback.parse_call(await _read_body(request))
         if call.method != pingback.PING_METHOD:
-            return _xml(pingback.render_success(pingback.introspect(call)), request_id)
+            return _xml(pingback.render_success(pingback.introspect(call)))
         source, target = pingback.ping_arguments(call)
     except PingproxyError as error:
         request.app[METRICS].count_rejected(error.outcome)
-        return _fault(error, request_id)
+        return _fault(error)
+    request_id = _request_id(request)
     try:
         text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via,
                                 request_id=request_id, proxy_host=request.host)
@@ -143,35 +143,45 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
 
 
 def _request_id(request: web.Request) -> str:
+    """The id a pingback's log line, its forward and its answer share."""
     given = request.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.match(given) else secrets.token_hex(16)
 
 
 async def _read_body(request: web.Request) -> bytes:
     """The body, within the size cap and, so a trickling sender holds no handler, in time."""
     settings = request.app[SETTINGS]
     limit = settings.max_body_bytes
-    too_large = RequestError(Outcome.BODY_TOO_LARGE, f"the request body is over {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
     try:
-        async with asyncio.timeout(settings.request_timeout_seconds):
+        if request.content.is_eof():  # all arrived with the headers: no timer needed
             body = await request.read()
+        else:
+            async with asyncio.timeout(settings.request_timeout_seconds):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
+        raise _too_large(limit) from None
     except TimeoutError:
         raise RequestError(Outcome.REQUEST_TIMEOUT, "the request body arrived too slowly") from None
     if len(body) > limit:  # aiohttp's own check is ">" or ">=" depending on its version
-        raise too_large
+        raise _too_large(limit)
     return body
 
 
-def _xml(body: bytes, request_id: str, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, headers={
-        hdrs.CONTENT_TYPE: XML_CONTENT_TYPE, "X-Request-Id": request_id})
+def _too_large(limit: int) -> RequestError:
+    return RequestError(Outcome.BODY_TOO_LARGE, f"the request body is over {limit} bytes")
 
 
-def _fault(error: PingproxyError, request_id: str) -> web.Response:
+def _xml(body: bytes, request_id: str | None = None, status: int = 200) -> web.Response:
+    response = web.Response(body=body, status=status,
+                            headers={hdrs.CONTENT_TYPE: XML_CONTENT_TYPE})
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _fault(error: PingproxyError, request_id: str | None = None) -> web.Response:
     response = _xml(pingback.render_fault(error.fault_code, str(error)), request_id,
                     error.http_status)
     if error.outcome is Outcome.OVER_CAPACITY:

@@ -6,6 +6,7 @@ command line passes the environment in, and tests build Settings directly.
 """
 
 import argparse
+import importlib.util
 import ipaddress
 import math
 import re
@@ -44,6 +45,7 @@ class Settings:
     metrics_dir: str | None = None
     log_format: str = "text"
     log_level: str = "info"
+    event_loop: str = "auto"
     default_endpoint: str | None = None
     discovery_cache_seconds: float = 300.0
     discovery_max_page_bytes: int = 1024 * 1024
@@ -126,6 +128,13 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _event_loop(text: str) -> str:
+    choice = _one_of("auto", "asyncio", "uvloop")(text)
+    if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("uvloop is not installed (pip install 'pingproxy[uvloop]')")
+    return choice
+
+
 def _optional_http_url(text: str) -> str | None:
     if not text.strip():
         return None
@@ -199,6 +208,8 @@ OPTIONS = (
            "log line format"),
     Option("log_level", "--log-level", "LEVEL", _one_of(*LOG_LEVELS),
            "lowest level logged: debug, info, warning or error"),
+    Option("event_loop", "--event-loop", "auto|asyncio|uvloop", _event_loop,
+           "event loop: auto takes uvloop when it is installed, else asyncio's own"),
     Option("default_endpoint", "--default-endpoint", "URL", _optional_http_url,
            "WebMention endpoint that POST / forwards to instead of discovering the target's "
            "(sidecar use)", default_text="none: discover"),

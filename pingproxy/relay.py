@@ -10,6 +10,7 @@ one forward timeout.
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ USER_AGENT = f"pingproxy/{__version__} (Pingback to Webmention proxy)"
 RETRY_AFTER_SECONDS = 5
 # Longer than any honest page address; keeps a 60 KiB "URL" from travelling further.
 MAX_URL_CHARACTERS = 4096
-_SAFE_LOG_VALUE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._:/")
+# Log values with anything else (spaces, quotes, control characters) are written quoted.
+_UNSAFE_LOG_CHARACTER = re.compile(r"[^A-Za-z0-9._:/-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +216,8 @@ class Relay:
         duration_seconds = time.perf_counter() - journey.started
         self._metrics.count_pingback(outcome, upstream_status, duration_seconds,
                                      forwarded=forwarded)
+        if not logger.isEnabledFor(logging.INFO):
+            return
         fields = {
             "outcome": outcome.value,
             "fault": FAULT_CODES.get(outcome),
@@ -253,6 +257,6 @@ def _log_value(value: object) -> str:
     if value is None:
         return "-"
     text = str(value)
-    if text and _SAFE_LOG_VALUE.issuperset(text):
+    if text and not _UNSAFE_LOG_CHARACTER.search(text):
         return text
     return json.dumps(text)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 
 async def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 10.0) -> None:
@@ -92,5 +93,17 @@ def test_the_platform_files_install_the_package_on_the_pinned_python():
                     if line.strip() and not line.startswith("#")]
     pinned = (ROOT / ".python-version").read_text().strip()
 
-    assert requirements == ["."]
+    assert requirements == [".[uvloop]"]
     assert f"python_requires = >={pinned}" in (ROOT / "setup.cfg").read_text()
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("asyncio", "asyncio"), ("uvloop", "uvloop"),
+                                              ("auto", "uvloop")])
+async def test_the_event_loop_is_the_one_chosen(unused_tcp_port, choice, loop):
+    process = start(["--port", str(unused_tcp_port), "--event-loop", choice])
+    try:
+        await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/healthz", process)
+    finally:
+        _, stderr = stop(process)
+
+    assert f"event loop {loop}" in stderr.decode()
