@@ -15,6 +15,7 @@ test: $(VENV)/.installed-test
 # ARGS=--quick for a smoke run in under a minute; results in BENCHMARKS.md and bench/results.json.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(ARGS)
+	$(BIN)/python -m bench.hostile
 
 # Where pingproxy's CPU goes under load (py-spy); summaries in bench/profiles/.
 profile: $(VENV)/.installed-bench
