@@ -25,7 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported only now: prometheus-client chooses its multiprocess mode when imported.
         from pingproxy.server import serve
 
-        serve(settings)
+        try:
+            serve(settings)
+        except OSError as error:  # the address is taken, or not this machine's
+            print(f"pingproxy: cannot listen on {settings.host}:{settings.port}: "
+                  f"{error.strerror or error}", file=sys.stderr)
+            return 1
     return 0
 
 

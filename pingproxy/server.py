@@ -29,8 +29,8 @@ logger = logging.getLogger("pingproxy.server")
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then finish what is in flight and return."""
     if settings.workers == 1:
-        logger.info("pingproxy %s on http://%s:%d/, event loop %s", __version__, settings.host,
-                    settings.port, "uvloop" if uses_uvloop(settings) else "asyncio")
+        logger.info("pingproxy %s starting on http://%s:%d/, event loop %s", __version__,
+                    settings.host, settings.port, "uvloop" if uses_uvloop(settings) else "asyncio")
         web.run_app(create_app(settings), host=settings.host, port=settings.port,
                     backlog=LISTEN_BACKLOG, shutdown_timeout=settings.grace_seconds,
                     access_log=None, print=None, loop=_new_loop(settings))

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,15 @@ async def test_the_event_loop_is_the_one_chosen(unused_tcp_port, choice, loop):
         _, stderr = stop(process)
 
     assert f"event loop {loop}" in stderr.decode()
+
+
+def test_a_port_in_use_stops_start_up_with_one_line(unused_tcp_port):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", unused_tcp_port))
+        taken.listen()
+        result = subprocess.run([sys.executable, "-m", "pingproxy", "--port",
+                                 str(unused_tcp_port)], capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"pingproxy: cannot listen on 127.0.0.1:{unused_tcp_port}:" in result.stderr
