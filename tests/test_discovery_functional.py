@@ -10,8 +10,12 @@ import logging
 import time
 
 import pytest
+from aiohttp import web
 
+from pingproxy import discovery, outbound
+from pingproxy.config import Settings
 from pingproxy.discovery import MAX_TARGET_REDIRECTS, NO_ENDPOINT_TEXT
+from pingproxy.errors import DiscoveryFailed, Outcome
 from tests.conftest import fault_of, metric_value, ping_body, read_answer
 
 SOURCE = "http://blog.example/2026/11/a-post"
@@ -431,3 +435,26 @@ async def test_the_landing_page_shows_the_shortest_pingback_url(proxy):
 
     assert "discovers its endpoint" in page
     assert f"href=&quot;{proxy.make_url('/')}&quot;" in page
+
+
+async def test_discover_is_usable_without_the_server(aiohttp_server):
+    async def page(request):
+        if request.path == "/none":
+            return web.Response(text="<p>nothing</p>", content_type="text/html")
+        return web.Response(text='<a rel="webmention" href="/wm?k=1">', content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    settings = Settings(allow_private=True)
+    policy = outbound.policy_for(settings)
+
+    async with outbound.open_session(settings, policy) as session:
+        found = await discovery.discover(session, policy, server.make_url("/post/7"),
+                                         max_page_bytes=1024)
+        with pytest.raises(DiscoveryFailed) as caught:
+            await discovery.discover(session, policy, server.make_url("/none"),
+                                     max_page_bytes=1024)
+
+    assert found == server.make_url("/wm?k=1")
+    assert caught.value.outcome is Outcome.NO_ENDPOINT
