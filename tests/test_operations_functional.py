@@ -87,7 +87,8 @@ async def connection_refused(port: int) -> bool:
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_sigterm_lets_the_forward_in_flight_finish_and_refuses_new_connections(
         start_pingproxy, endpoint, workers):
-    endpoint.reply(202, delay=2.0)
+    # aiohttp's gunicorn worker looks for SIGTERM once a second: the forward outlasts that.
+    endpoint.reply(202, delay=4.0)
     proxy = await start_pingproxy("--workers", workers, "--grace", "10")
 
     async with aiohttp.ClientSession() as session:
