@@ -11,9 +11,9 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, StreamReader, hdrs, web
 
-from pingproxy import outbound, pages, pingback
+from pingproxy import inbound, outbound, pages, pingback
 from pingproxy.config import Settings
 from pingproxy.errors import Outcome, PingproxyError, RequestError
 from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -34,19 +34,22 @@ logger = logging.getLogger("pingproxy.app")
 
 def create_app(settings: Settings) -> web.Application:
     """The pingproxy application for these settings."""
-    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    app = web.Application(client_max_size=settings.max_body_bytes + 1,
+                          handler_args=inbound.handler_args(settings),
+                          middlewares=[inbound.track_requests])
     app[SETTINGS] = settings
     app[METRICS] = Metrics(multiprocess_dir=settings.metrics_dir if settings.workers > 1 else None)
+    app.on_startup.append(inbound.quiet_accept_failures)
     app.cleanup_ctx.append(_relay_context)
     app.router.add_get("/healthz", healthz)
     if settings.metrics:
         app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing)
-    app.router.add_post("/", ping_without_endpoint)
+    app.router.add_post("/", ping_without_endpoint, expect_handler=_expect_body)
     app.router.add_get("/webmention", forward_page)
-    app.router.add_post("/webmention", ping_forward)
+    app.router.add_post("/webmention", ping_forward, expect_handler=_expect_body)
     app.router.add_get("/{endpoint:.+}", endpoint_page)
-    app.router.add_post("/{endpoint:.+}", ping_path)
+    app.router.add_post("/{endpoint:.+}", ping_path, expect_handler=_expect_body)
     return app
 
 
@@ -148,25 +151,57 @@ def _request_id(request: web.Request) -> str:
     return given if _REQUEST_ID.match(given) else secrets.token_hex(16)
 
 
+async def _expect_body(request: web.Request) -> web.StreamResponse | None:
+    """Expect: 100-continue (RFC 9110 section 10.1.1): a body announced over the size cap
+    gets its 413 at once, so the client never sends it; any other, aiohttp's default
+    answer (100 Continue on HTTP/1.1), as aiohttp's documentation writes it."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        error = _too_large(limit)
+        request.app[METRICS].count_rejected(error.outcome)
+        return _fault(error)
+    if request.version != HttpVersion11:
+        return None
+    expectation = request.headers.get(hdrs.EXPECT, "")
+    if expectation.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expectation}")
+    if request.transport is not None:  # None: the client has gone already
+        request.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
 async def _read_body(request: web.Request) -> bytes:
-    """The body, within the size cap and, so a trickling sender holds no handler, in time."""
+    """The body, within the size cap and, so a trickling sender holds no handler, in time.
+
+    At most the cap plus one byte is ever read, of a compressed body too: aiohttp inflates
+    it as it is read, so what a small gzip or deflate body inflates to past the cap is
+    never produced."""
     settings = request.app[SETTINGS]
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     try:
         if request.content.is_eof():  # all arrived with the headers: no timer needed
-            body = await request.read()
+            body = await _read_at_most(request.content, limit + 1)
         else:
             async with asyncio.timeout(settings.request_timeout_seconds):
-                body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
+                body = await _read_at_most(request.content, limit + 1)
     except TimeoutError:
         raise RequestError(Outcome.REQUEST_TIMEOUT, "the request body arrived too slowly") from None
-    if len(body) > limit:  # aiohttp's own check is ">" or ">=" depending on its version
+    except web.RequestPayloadError:  # a corrupt gzip or deflate body, or broken chunks
+        raise RequestError(Outcome.NOT_WELL_FORMED, "the request body could not be decoded: "
+                           "its Content-Encoding or chunked framing is broken") from None
+    if len(body) > limit:
         raise _too_large(limit)
     return body
+
+
+async def _read_at_most(stream: StreamReader, max_bytes: int) -> bytes:
+    """The stream's first max_bytes, or all of it if shorter."""
+    try:
+        return await stream.readexactly(max_bytes)
+    except asyncio.IncompleteReadError as short:
+        return short.partial
 
 
 def _too_large(limit: int) -> RequestError:

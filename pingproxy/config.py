@@ -32,7 +32,13 @@ class Settings:
     connect_timeout_seconds: float = 3.0
     forward_timeout_seconds: float = 8.0
     request_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 15.0
     max_body_bytes: int = 64 * 1024
+    max_headers: int = 32
+    max_header_field_bytes: int = 4 * 1024
+    max_request_line_bytes: int = 8 * 1024
+    max_url_characters: int = 4096
     max_reply_bytes: int = 64 * 1024
     max_inflight: int = 1024
     allow_private: bool = False
@@ -176,8 +182,21 @@ OPTIONS = (
            "seconds one whole forward may take, discovery and redirects included"),
     Option("request_timeout_seconds", "--request-timeout", "SECONDS", _positive(float),
            "seconds a sender may take to send its request body"),
+    Option("header_timeout_seconds", "--header-timeout", "SECONDS", _positive(float),
+           "seconds a sender may take to send a request's line and headers, from their first "
+           "byte; then the connection is closed"),
+    Option("idle_timeout_seconds", "--idle-timeout", "SECONDS", _positive(float),
+           "seconds a connection may wait for its next request before it is closed"),
     Option("max_body_bytes", "--max-body", "BYTES", _positive(int),
            "largest pingback request body accepted"),
+    Option("max_headers", "--max-headers", "N", _positive(int),
+           "most header fields in a request; more gets HTTP 400"),
+    Option("max_header_field_bytes", "--max-header-field", "BYTES", _positive(int),
+           "longest header field in a request; longer gets HTTP 400"),
+    Option("max_request_line_bytes", "--max-request-line", "BYTES", _positive(int),
+           "longest request target (the URL in the request line); longer gets HTTP 400"),
+    Option("max_url_characters", "--max-url", "CHARACTERS", _positive(int),
+           "longest source, target or endpoint URL accepted, named or discovered"),
     Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),
            "most bytes read of an endpoint's reply"),
     Option("max_inflight", "--max-inflight", "N", _positive(int),

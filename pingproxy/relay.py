@@ -37,8 +37,6 @@ logger = logging.getLogger("pingproxy.relay")
 
 USER_AGENT = f"pingproxy/{__version__} (Pingback to Webmention proxy)"
 RETRY_AFTER_SECONDS = 5
-# Longer than any honest page address; keeps a 60 KiB "URL" from travelling further.
-MAX_URL_CHARACTERS = 4096
 # Log values with anything else (spaces, quotes, control characters) are written quoted.
 _UNSAFE_LOG_CHARACTER = re.compile(r"[^A-Za-z0-9._:/-]")
 
@@ -118,32 +116,36 @@ class Relay:
         await self._endpoints.close()
 
     def _check_pingback(self, source: str, target: str) -> None:
-        source_url, target_url = _bounded_http_url(source), _bounded_http_url(target)
+        source_url, target_url = self._bounded_http_url(source), self._bounded_http_url(target)
+        longest = self._settings.max_url_characters
         if source_url is None:
             raise PingbackRejected(
                 Outcome.INVALID_SOURCE,
-                f"the source is not an absolute http(s) URL of at most {MAX_URL_CHARACTERS} "
-                "characters",
+                f"the source is not an absolute http(s) URL of at most {longest} characters",
             )
         if target_url is None:
             raise PingbackRejected(
                 Outcome.INVALID_TARGET,
-                f"the target is not an absolute http(s) URL of at most {MAX_URL_CHARACTERS} "
-                "characters",
+                f"the target is not an absolute http(s) URL of at most {longest} characters",
             )
         if source_url.with_fragment(None) == target_url.with_fragment(None):
             raise PingbackRejected(Outcome.INVALID_TARGET, "the source and target are the same")
 
     def _checked_endpoint(self, endpoint_text: str) -> URL:
-        endpoint = http_url(endpoint_text)
+        endpoint = self._bounded_http_url(endpoint_text)
         if endpoint is None:
             raise PingbackRejected(
                 Outcome.INVALID_ENDPOINT,
                 "this pingback URL names no valid WebMention endpoint: it should be "
-                "https://PROXY/ followed by the endpoint's absolute http(s) URL",
+                "https://PROXY/ followed by the endpoint's absolute http(s) URL, of at most "
+                f"{self._settings.max_url_characters} characters",
             )
         self._policy.check_url(endpoint)
         return endpoint.with_fragment(None)
+
+    def _bounded_http_url(self, text: str) -> URL | None:
+        """The absolute http(s) URL text names, unless it is longer than the URL cap."""
+        return http_url(text) if len(text) <= self._settings.max_url_characters else None
 
     def _forward_headers(self, sender: str | None, via: list[str],
                          request_id: str) -> dict[str, str]:
@@ -185,6 +187,12 @@ class Relay:
 
     async def _discovered_endpoint(self, target: str, proxy_host: str) -> URL:
         endpoint = await self._endpoints.endpoint(http_url(target))
+        if len(str(endpoint)) > self._settings.max_url_characters:
+            raise PingbackRejected(
+                Outcome.INVALID_ENDPOINT,
+                "the target's WebMention endpoint URL is longer than "
+                f"{self._settings.max_url_characters} characters",
+            )
         if is_served_here(endpoint, proxy_host):
             raise PingbackRejected(
                 Outcome.LOOP,
@@ -232,10 +240,6 @@ class Relay:
             "pingback %s", " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
             extra={"pingback": fields},
         )
-
-
-def _bounded_http_url(text: str) -> URL | None:
-    return http_url(text) if len(text) <= MAX_URL_CHARACTERS else None
 
 
 def _forwarded_node(address: str | None) -> str:

@@ -1,15 +1,20 @@
 """Serving: one process with aiohttp's runner, or several through gunicorn's arbiter.
 
-Both are the libraries' documented ways: ``web.run_app`` handles SIGTERM by closing the
-listening socket, waiting up to the grace period for requests in flight, then running the
-application's clean-up (which waits for forwards whose senders left); with several workers,
-gunicorn's arbiter shares the port and aiohttp's ``GunicornWebWorker`` does the same in each.
+Both are the libraries' documented ways, and both serve through inbound.GuardedRunner, the
+runner that gives each connection its header deadline. In one process that runner is
+driven as ``web.run_app`` drives its own (it takes no other): on SIGTERM it closes the
+listening socket, waits up to the grace period for requests in flight, then runs the
+application's clean-up (which waits for forwards whose senders left). With several
+workers, gunicorn's arbiter shares the port and aiohttp's ``GunicornWebWorker`` does the
+same in each, with the runner the application factory returns.
 """
 
 import asyncio
 import importlib.util
 import logging
 import math
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 
 from aiohttp import web
 from gunicorn.app.base import BaseApplication
@@ -18,6 +23,7 @@ from prometheus_client import multiprocess
 from pingproxy import __version__
 from pingproxy.app import create_app
 from pingproxy.config import Settings
+from pingproxy.inbound import GuardedRunner
 
 # Connections the kernel may hold before they are accepted; a burst of pingbacks beyond
 # aiohttp's default of 128 would otherwise wait for SYN retransmits.
@@ -28,14 +34,56 @@ logger = logging.getLogger("pingproxy.server")
 
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then finish what is in flight and return."""
+    logger.info("pingproxy %s starting on http://%s:%d/, %d worker(s), event loop %s",
+                __version__, settings.host, settings.port, settings.workers,
+                "uvloop" if uses_uvloop(settings) else "asyncio")
     if settings.workers == 1:
-        logger.info("pingproxy %s starting on http://%s:%d/, event loop %s", __version__,
-                    settings.host, settings.port, "uvloop" if uses_uvloop(settings) else "asyncio")
-        web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                    backlog=LISTEN_BACKLOG, shutdown_timeout=settings.grace_seconds,
-                    access_log=None, print=None, loop=_new_loop(settings))
+        _serve_in_this_process(settings)
     else:
         _GunicornArbiter(settings).run()
+
+
+def runner_for(settings: Settings, *, shutdown_timeout_seconds: float,
+               handle_signals: bool = False) -> GuardedRunner:
+    """The runner of a new application for these settings."""
+    return GuardedRunner(create_app(settings),
+                         header_timeout_seconds=settings.header_timeout_seconds,
+                         handle_signals=handle_signals, access_log=None,
+                         shutdown_timeout=shutdown_timeout_seconds)
+
+
+def _serve_in_this_process(settings: Settings) -> None:
+    """Run the loop as web.run_app does: SIGTERM ends the serving task, which cleans up."""
+    loop = _new_loop(settings)
+    asyncio.set_event_loop(loop)
+    serving = loop.create_task(_serve_until_stopped(settings))
+    try:
+        loop.run_until_complete(serving)
+    except web.GracefulExit:  # raised by the runner's SIGTERM and SIGINT handlers
+        pass
+    finally:
+        if not serving.done():
+            serving.cancel()
+            with suppress(asyncio.CancelledError):
+                loop.run_until_complete(serving)
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve_until_stopped(settings: Settings) -> None:
+    """Serve until cancelled (SIGTERM), then clean up as aiohttp's runner does."""
+    runner = runner_for(settings, shutdown_timeout_seconds=settings.grace_seconds,
+                        handle_signals=True)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port, backlog=LISTEN_BACKLOG).start()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
 
 
 def uses_uvloop(settings: Settings) -> bool:
@@ -44,11 +92,11 @@ def uses_uvloop(settings: Settings) -> bool:
         settings.event_loop == "auto" and importlib.util.find_spec("uvloop") is not None)
 
 
-def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop | None:
-    """A uvloop loop when it is used; None lets aiohttp make asyncio's own."""
+def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when it is used, else asyncio's own."""
     if not uses_uvloop(settings):
-        return None
-    import uvloop  # an optional dependency: imported only when it is used
+        return asyncio.new_event_loop()
+    import uvloop  # installed only where it runs: imported only when it is used
 
     return uvloop.new_event_loop()
 
@@ -80,8 +128,16 @@ class _GunicornArbiter(BaseApplication):
             if name in self.cfg.settings:
                 self.cfg.set(name, value)
 
-    def load(self) -> web.Application:
-        return create_app(self._settings)
+    def load(self) -> Callable[[], Awaitable[GuardedRunner]]:
+        """The application factory: aiohttp's worker serves with the runner it returns, given
+        the shutdown timeout the worker gives its own: 95% of gunicorn's graceful timeout."""
+        settings = self._settings
+        shutdown_timeout_seconds = self.cfg.graceful_timeout * 0.95
+
+        async def runner() -> GuardedRunner:
+            return runner_for(settings, shutdown_timeout_seconds=shutdown_timeout_seconds)
+
+        return runner
 
 
 def _forget_worker_metrics(server, worker) -> None:

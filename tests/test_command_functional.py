@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
+from pingproxy.config import Settings
 
 
 async def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 10.0) -> None:
@@ -22,6 +25,23 @@ async def wait_until_serving(url: str, process: subprocess.Popen, seconds: float
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.05)
     raise AssertionError(f"pingproxy did not serve {url} in {seconds} s")
+
+
+# gunicorn loses a SIGTERM that reaches a worker before it has set its handlers: a test that
+# stops several workers lets them boot first.
+WORKER_BOOT_SECONDS = 1.5
+
+
+async def workers_ready(process: subprocess.Popen, count: int) -> None:
+    """Wait until the process has count worker processes, and they have had time to boot."""
+    if count < 2:  # one worker is the process itself
+        return
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    for _ in range(200):
+        if len(children.read_text().split()) >= count:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(WORKER_BOOT_SECONDS)
 
 
 def start(args: list[str], environ: dict[str, str] | None = None) -> subprocess.Popen:
@@ -96,6 +116,13 @@ def test_the_platform_files_install_the_package_on_the_pinned_python():
 
     assert requirements == [".[uvloop]"]
     assert f"python_requires = >={pinned}" in (ROOT / "setup.cfg").read_text()
+
+
+def test_the_systemd_unit_allows_the_open_files_of_a_full_worker():
+    unit = (ROOT / "deploy" / "pingproxy.service").read_text()
+
+    [limit] = re.findall(r"^LimitNOFILE=(\d+)$", unit, re.MULTILINE)
+    assert int(limit) >= 3 * Settings().max_inflight + 64
 
 
 @pytest.mark.parametrize(("choice", "loop"), [("asyncio", "asyncio"), ("uvloop", "uvloop"),

@@ -3,6 +3,7 @@
 import asyncio
 import resource
 import xmlrpc.client
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -128,3 +129,46 @@ async def test_500_concurrent_pingbacks_are_all_in_flight_at_once(proxy, endpoin
     assert statuses == [200] * CONCURRENT_PINGBACKS
     assert all_arrived.is_set()
     assert len({r.form["source"] for r in endpoint.received}) == CONCURRENT_PINGBACKS
+
+
+LONGEST_URL = Settings().max_url_characters
+
+
+def padded_url(url: str, characters: int) -> str:
+    """url with a query that makes it exactly this many characters long."""
+    return url + "?pad=" + "a" * (characters - len(url) - len("?pad="))
+
+
+@pytest.mark.parametrize("form", ["path", "percent-encoded path", "forward"])
+async def test_an_endpoint_url_over_the_cap_is_refused_before_any_connection(proxy, endpoint,
+                                                                             form):
+    long_endpoint = padded_url(endpoint.url(), LONGEST_URL + 1)
+    path = {"path": "/" + long_endpoint,
+            "percent-encoded path": "/" + quote(long_endpoint, safe=""),
+            "forward": "/webmention?forward=" + quote(long_endpoint, safe="")}[form]
+
+    response = await proxy.post(path, data=ping_body(SOURCE, TARGET))
+
+    fault = await fault_of(response)
+    assert fault.faultCode == 33 and f"at most {LONGEST_URL} characters" in fault.faultString
+    assert endpoint.received == []
+
+
+async def test_an_endpoint_url_at_the_cap_is_forwarded(proxy, endpoint):
+    response = await proxy.post("/" + padded_url(endpoint.url(), LONGEST_URL),
+                                data=ping_body(SOURCE, TARGET))
+
+    assert "forwarded" in read_answer(await response.read())
+    assert len(endpoint.received) == 1
+
+
+async def test_a_discovered_endpoint_url_over_the_cap_is_refused_before_any_connection(
+        proxy, site, endpoint):
+    long_endpoint = padded_url(endpoint.url(), LONGEST_URL + 1)
+    target = site.page("/post", f'<link rel="webmention" href="{long_endpoint}">')
+
+    response = await proxy.post("/", data=ping_body(SOURCE, target))
+
+    fault = await fault_of(response)
+    assert fault.faultCode == 33 and str(LONGEST_URL) in fault.faultString
+    assert len(site.fetched) == 1 and endpoint.received == []

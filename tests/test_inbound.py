@@ -1,0 +1,95 @@
+"""What inbound trouble costs in the log: a malformed request's reason, never its bytes; a
+loop out of file descriptors, one line a second."""
+
+import asyncio
+import errno
+import logging
+import socket
+
+import pytest
+from aiohttp import web
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    BadHttpMethod,
+    BadStatusLine,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+)
+
+from pingproxy.inbound import parser_reason, quiet_accept_failures
+
+RAW = "SECRET-RAW-BYTES"
+
+
+def llhttp_error(kind, reason: str):
+    """An error as aiohttp's C parser words llhttp's: the reason, the raw bytes, a pointer."""
+    return kind(f"{reason}:\n\n  b'GET /{RAW}\\x01 HTTP/1.1'\n          ^")
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (llhttp_error(InvalidURLError, "Invalid char in url path"), "Invalid char in url path"),
+    (llhttp_error(BadHttpMessage, "Invalid header value char"), "Invalid header value char"),
+    (BadStatusLine(error=f"Bad status line:\n  {llhttp_error(BadHttpMessage, 'x').message}"),
+     "Bad status line"),
+    (LineTooLong(f"X-Pad: {RAW}".encode(), 4096),
+     "a request target or header field over 4096 bytes"),
+    (InvalidHeader(f"value\x00{RAW}".encode()), "invalid header field"),
+    (InvalidURLError(f"/{RAW}"), "invalid request target"),
+    (BadHttpMethod(f"G{RAW}T"), "invalid method"),
+    (BadHttpMethod("\x16\x03\x01", "Received HTTPS traffic on an HTTP port"), "invalid method"),
+    (BadStatusLine(f"GET / HTTP/{RAW}"), "invalid request line"),
+    (BadHttpMessage("Too many headers received"), "Too many headers received"),
+    (BadHttpMessage("Duplicate 'Content-Length' header found."),
+     "Duplicate 'Content-Length' header found."),
+], ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None)
+def test_the_reason_names_the_fault_without_the_request_bytes(error, reason):
+    assert parser_reason(error) == reason
+
+
+def test_a_reason_is_one_printable_line_of_bounded_length():
+    reason = parser_reason(BadHttpMessage("x" * 500 + "\x1b[31m\r"))
+
+    assert reason.isprintable() and len(reason) <= 120
+
+
+@pytest.fixture
+async def loop_reports():
+    """The running loop, with the handler pingproxy installs, restored afterwards."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    await quiet_accept_failures(web.Application())
+    yield loop.call_exception_handler
+    loop.set_exception_handler(previous)
+
+
+async def test_a_thousand_failed_accepts_are_one_line(loop_reports, caplog):
+    with socket.socket() as listening:
+        for _ in range(1000):
+            loop_reports({"message": "socket.accept() out of system resource",
+                          "exception": OSError(errno.EMFILE, "Too many open files"),
+                          "socket": listening})
+
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "cannot accept new connections: Too many open files" in record.getMessage()
+
+
+async def test_retries_on_a_closed_listening_socket_are_quiet_after_failed_accepts(
+        loop_reports, caplog):
+    with socket.socket() as listening:
+        loop_reports({"message": "socket.accept() out of system resource",
+                      "exception": OSError(errno.EMFILE, "Too many open files"),
+                      "socket": listening})
+    for _ in range(1000):
+        loop_reports({"message": "Exception in callback",
+                      "exception": ValueError("Invalid file descriptor: -1")})
+
+    assert [r.levelno for r in caplog.records if r.levelno >= logging.INFO] == [logging.WARNING]
+
+
+async def test_other_loop_reports_go_where_they_went(loop_reports, caplog):
+    loop_reports({"message": "Exception in callback", "exception": ValueError("other")})
+
+    [record] = caplog.records
+    assert record.name == "asyncio" and record.levelno == logging.ERROR
