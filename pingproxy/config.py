@@ -137,7 +137,7 @@ def _one_of(*choices: str) -> Callable[[str], str]:
 def _event_loop(text: str) -> str:
     choice = _one_of("auto", "asyncio", "uvloop")(text)
     if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        raise ValueError("uvloop is not installed (pip install 'pingproxy[uvloop]')")
+        raise ValueError("uvloop is not installed (pip install uvloop)")
     return choice
 
 

@@ -1,6 +1,7 @@
 """The real pingproxy command, started as a process."""
 
 import asyncio
+import configparser
 import os
 import re
 import socket
@@ -114,7 +115,7 @@ def test_the_platform_files_install_the_package_on_the_pinned_python():
                     if line.strip() and not line.startswith("#")]
     pinned = (ROOT / ".python-version").read_text().strip()
 
-    assert requirements == [".[uvloop]"]
+    assert requirements == ["."]
     assert f"python_requires = >={pinned}" in (ROOT / "setup.cfg").read_text()
 
 
@@ -125,12 +126,41 @@ def test_the_systemd_unit_allows_the_open_files_of_a_full_worker():
     assert int(limit) >= 3 * Settings().max_inflight + 64
 
 
-@pytest.mark.parametrize(("choice", "loop"), [("asyncio", "asyncio"), ("uvloop", "uvloop"),
-                                              ("auto", "uvloop")])
-async def test_the_event_loop_is_the_one_chosen(unused_tcp_port, choice, loop):
-    process = start(["--port", str(unused_tcp_port), "--event-loop", choice])
+def test_uvloop_is_a_dependency_wherever_it_runs():
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    requirements = setup["options"]["install_requires"].splitlines()
+
+    [uvloop] = [line for line in requirements if line.startswith("uvloop")]
+    _, _, marker = uvloop.partition(";")
+    assert 'sys_platform != "win32"' in marker
+    assert "uvloop" not in setup["options.extras_require"].get("test", "")
+
+
+async def test_without_uvloop_it_starts_on_asyncio(unused_tcp_port):
+    # Where uvloop cannot be installed, importing it finds nothing.
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.modules['uvloop'] = None; "
+         "from pingproxy.__main__ import main; sys.exit(main())", "--port", str(unused_tcp_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/healthz", process)
+    finally:
+        _, stderr = stop(process)
+
+    assert "event loop asyncio" in stderr.decode()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(("choice", "loop"), [("asyncio", "asyncio"), ("uvloop", "uvloop"),
+                                              ("auto", "uvloop")])
+async def test_the_start_up_line_names_the_event_loop_chosen(unused_tcp_port, choice, loop,
+                                                             workers):
+    process = start(["--port", str(unused_tcp_port), "--event-loop", choice,
+                     "--workers", workers])
+    try:
+        await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/healthz", process)
+        await workers_ready(process, int(workers))
     finally:
         _, stderr = stop(process)
 
