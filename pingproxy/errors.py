@@ -78,6 +78,34 @@ FAULT_CODES: dict[Outcome, int] = {
     Outcome.TARGET_FAILED: 0x0032,
 }
 
+# What each fault code means, in the words of Pingback 1.0 ("Error codes") and of the XML-RPC
+# fault code interoperability specification: check and send name every fault they receive.
+FAULT_MEANINGS: dict[int, str] = {
+    0: "a generic fault",
+    0x0010: "the source URI does not exist",
+    0x0011: "the source URI does not contain a link to the target URI",
+    0x0020: "the target URI does not exist",
+    0x0021: "the target URI cannot be used as a target",
+    0x0030: "the pingback has already been registered",
+    0x0031: "access denied",
+    0x0032: "the server could not communicate with an upstream server, or got an error from it",
+    -32700: "parse error: not well formed",
+    -32701: "parse error: unsupported encoding",
+    -32702: "parse error: invalid character for encoding",
+    -32600: "server error: invalid XML-RPC, not conforming to the specification",
+    -32601: "server error: requested method not found",
+    -32602: "server error: invalid method parameters",
+    -32603: "server error: internal XML-RPC error",
+}
+# Pingback 1.0: a sender stops retrying a link on success or on this fault.
+ALREADY_REGISTERED_FAULT = 0x0030
+
+
+def fault_meaning(code: int) -> str:
+    """What a fault code means, for people; codes outside both specifications say so."""
+    return FAULT_MEANINGS.get(code, "a fault code that neither Pingback 1.0 nor XML-RPC defines")
+
+
 # XML-RPC answers travel on HTTP 200 (clients ignore a fault on any other status); only
 # refusals that happen before any XML-RPC exchange use the HTTP status of their kind.
 HTTP_STATUS: dict[Outcome, int] = {

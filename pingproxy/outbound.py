@@ -28,6 +28,8 @@ class Reply:
     headers: CIMultiDictProxy[str]
     links: MultiDictProxy
     body: bytes
+    # Each redirect followed on the way, as (its status, the URL that answered it).
+    redirects: tuple[tuple[int, URL], ...] = ()
 
     @property
     def content_type(self) -> str:
@@ -91,6 +93,7 @@ async def request(
     A body over max_bytes is an UpstreamError, or with truncate its first max_bytes; with
     body_content_types, only replies of those types have their body read at all.
     """
+    redirects: list[tuple[int, URL]] = []
     for _ in range(max_redirects + 1):
         policy.check_url(url)
         try:
@@ -99,6 +102,7 @@ async def request(
             ) as response:
                 location = response.headers.get("Location")
                 if response.status in follow and location:
+                    redirects.append((response.status, url))
                     url = _redirect_target(url, location)
                     continue
                 body = b""
@@ -107,7 +111,7 @@ async def request(
                     body = await _read_capped(response.content, max_bytes, response.status,
                                               truncate=truncate)
                 return Reply(url, response.status, response.reason or "", response.headers,
-                             _links(response), body)
+                             _links(response), body, tuple(redirects))
         except aiohttp.ClientError as error:
             raise UpstreamError(_describe(error, url)) from error
         except TimeoutError:

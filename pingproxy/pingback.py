@@ -1,22 +1,32 @@
-"""XML-RPC for Pingback: read a call, write an answer. Pure functions, no I/O.
+"""XML-RPC for Pingback: read a call, write an answer; write a call, read an answer.
 
 Parsing is the stdlib's XML-RPC Unmarshaller driven by defusedxml's expat parser, so no DTD,
 entity or external reference is ever resolved; a small grammar check on top turns the
-Unmarshaller's tolerance of bogus structure into the -32600 fault XML-RPC asks for.
+Unmarshaller's tolerance of bogus structure into the -32600 fault XML-RPC asks for. All of it
+is pure functions but ``call``, which sends one call to a pingback server.
 """
 
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from xml.parsers import expat
 from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps
 
+import aiohttp
 from defusedxml import DefusedXmlException
 from defusedxml.xmlrpc import DefusedExpatParser
+from yarl import URL
 
+from pingproxy import outbound
 from pingproxy.errors import Outcome, RequestError
+from pingproxy.netguard import DestinationPolicy
+from pingproxy.outbound import Reply
 
 PING_METHOD = "pingback.ping"
+LIST_METHODS = "system.listMethods"
 MULTICALL_METHOD = "system.multicall"
+# What real pingback servers expect (WordPress's IXR client sends the same).
+XML_CONTENT_TYPE = "text/xml"
 
 # Deep enough for any honest XML-RPC value, shallow enough that nesting costs nothing.
 MAX_XML_DEPTH = 32
@@ -202,19 +212,64 @@ def clean_text(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def read_fault(body: bytes) -> tuple[int, str] | None:
-    """The (code, text) of an XML-RPC fault response, or None when the body is not one."""
-    if b"<fault>" not in body:
-        return None
+@dataclass(frozen=True, slots=True)
+class ServerAnswer:
+    """What an XML-RPC server answered one call: a value, or a fault's (code, text)."""
+
+    value: object = None
+    fault: tuple[int, str] | None = None
+
+
+def call_body(method: str, params: tuple) -> bytes:
+    """An XML-RPC methodCall as the stdlib writes it, in UTF-8."""
+    return dumps(params, method, encoding="utf-8").encode()
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    policy: DestinationPolicy,
+    server: URL,
+    method: str,
+    params: tuple,
+    *,
+    headers: Mapping[str, str],
+    max_reply_bytes: int,
+    follow: Collection[int] = (),
+    max_redirects: int = 0,
+) -> Reply:
+    """POST one call to an XML-RPC server as text/xml; a redirect is followed only when its
+    status is in follow, and re-checked by the policy like every hop."""
+    return await outbound.request(
+        session, policy, "POST", server,
+        headers={"Content-Type": XML_CONTENT_TYPE, **headers}, data=call_body(method, params),
+        follow=follow, max_redirects=max_redirects, max_bytes=max_reply_bytes,
+    )
+
+
+def read_answer(body: bytes) -> ServerAnswer:
+    """An XML-RPC methodResponse; ValueError when the body is not one."""
     reader = Unmarshaller()
     parser = DefusedExpatParser(reader, forbid_dtd=True)
     try:
         parser.feed(_trim(body))
         parser.close()
-        reader.close()
+        values = reader.close()
     except Fault as fault:
         code = fault.faultCode
-        return (code if isinstance(code, int) else 0), str(fault.faultString)
-    except (expat.ExpatError, DefusedXmlException, ValueError, TypeError, ResponseError):
+        return ServerAnswer(fault=(code if isinstance(code, int) else 0, str(fault.faultString)))
+    except (expat.ExpatError, DefusedXmlException, ValueError, TypeError, LookupError,
+            ResponseError):
+        raise ValueError("not an XML-RPC response") from None
+    if reader.getmethodname() is not None or len(values) != 1:
+        raise ValueError("not an XML-RPC response")
+    return ServerAnswer(value=values[0])
+
+
+def read_fault(body: bytes) -> tuple[int, str] | None:
+    """The (code, text) of an XML-RPC fault response, or None when the body is not one."""
+    if b"<fault>" not in body:
         return None
-    return None
+    try:
+        return read_answer(body).fault
+    except ValueError:
+        return None

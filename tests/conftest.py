@@ -2,9 +2,11 @@
 
 import asyncio
 import dataclasses
+import threading
 import xmlrpc.client
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import pytest
 from aiohttp import web
@@ -208,3 +210,42 @@ def make_proxy(aiohttp_client) -> Callable[..., Awaitable[TestClient]]:
 async def proxy(make_proxy) -> TestClient:
     """The proxy under test, allowed to reach the loopback endpoint."""
     return await make_proxy()
+
+
+@dataclass
+class PingbackServer:
+    """A real pingback server: the stdlib's SimpleXMLRPCServer on 127.0.0.1, in a thread.
+
+    pingback.ping records its arguments and returns answer, or raises it when it is a Fault;
+    the introspection methods are the stdlib's own.
+    """
+
+    url: str
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    answer: str | xmlrpc.client.Fault = "Pingback registered. Keep the web talking! :-)"
+
+    def ping(self, *arguments: str) -> str:
+        self.calls.append(arguments)
+        if isinstance(self.answer, xmlrpc.client.Fault):
+            raise self.answer
+        return self.answer
+
+
+class _WordPressPath(SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/xmlrpc.php",)
+
+
+@pytest.fixture
+def pingback_server():
+    """A pingback server in a thread, stopped after the test."""
+    server = SimpleXMLRPCServer(("127.0.0.1", 0), _WordPressPath, logRequests=False)
+    host, port = server.server_address
+    state = PingbackServer(f"http://{host}:{port}/xmlrpc.php")
+    server.register_function(state.ping, "pingback.ping")
+    server.register_introspection_functions()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
