@@ -1,8 +1,9 @@
 """Settings: one frozen object, built from command-line flags and environment variables.
 
 Every setting is one row of OPTIONS: its flag, its environment variables (first set wins,
-the flag beats them all), its parser and its help. Nothing here reads os.environ: the
-command line passes the environment in, and tests build Settings directly.
+the flag beats them all), its parser, its help, and the subcommands that take it. Nothing
+here reads os.environ: the command line passes the environment in, and tests build Settings
+directly.
 """
 
 import argparse
@@ -149,6 +150,9 @@ def _identifier(text: str) -> str:
     return text
 
 
+SERVE = frozenset({"serve"})
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One setting: its Settings field, its flag, and PINGPROXY_<FLAG> plus any platform names."""
@@ -160,6 +164,7 @@ class Option:
     help: str
     platform_environment: tuple[str, ...] = ()
     default_text: str | None = None
+    commands: frozenset[str] = SERVE
 
     @property
     def environment(self) -> tuple[str, ...]:
@@ -222,15 +227,23 @@ OPTIONS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line, each option showing its default and environment variables."""
+def build_parser(command: str = "serve") -> argparse.ArgumentParser:
+    """The command line of one subcommand, its settings only."""
     parser = argparse.ArgumentParser(
         prog="pingproxy",
         description="Receive Pingbacks (XML-RPC) and forward them as WebMentions.",
     )
     parser.add_argument("--version", action="version", version=f"pingproxy {__version__}")
+    add_options(parser, command)
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the settings a subcommand takes, each showing its default and environment."""
     defaults = Settings()
     for option in OPTIONS:
+        if command not in option.commands:
+            continue
         default = option.default_text or _show(getattr(defaults, option.name))
         help_text = f"{option.help} (default: {default}; env: {', '.join(option.environment)})"
         if option.metavar is None:
@@ -239,7 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(option.flag, dest=option.name, metavar=option.metavar,
                                 help=help_text)
-    return parser
 
 
 def _show(default: object) -> str:
@@ -248,11 +260,18 @@ def _show(default: object) -> str:
     return str(default)
 
 
-def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+def load(argv: Sequence[str], environ: Mapping[str, str], command: str = "serve") -> Settings:
     """Settings from flags, then environment variables, then defaults; ConfigError if unusable."""
-    flags = vars(build_parser().parse_args(argv))
+    return settings_from(vars(build_parser(command).parse_args(argv)), environ, command)
+
+
+def settings_from(flags: Mapping[str, object], environ: Mapping[str, str],
+                  command: str) -> Settings:
+    """Settings from parsed flags (by field name), then the environment, then the defaults."""
     values = {}
     for option in OPTIONS:
+        if command not in option.commands:
+            continue
         text, source = flags.get(option.name), option.flag
         if text is None:
             source = next((name for name in option.environment if name in environ), None)
@@ -264,4 +283,3 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         except ValueError as error:
             raise ConfigError(f"{source}: invalid value {text!r}: {error}") from None
     return Settings(**values)
-

@@ -38,12 +38,13 @@ def test_every_setting_has_exactly_one_option():
 
 
 def test_help_lists_every_option_with_its_default_and_variable():
-    help_text = " ".join(build_parser().format_help().split())
-
     for option in OPTIONS:
-        assert option.flag in help_text
-        assert option.environment[0] in help_text
-    assert "default: 127.0.0.1" in help_text and "default: 8080" in help_text
+        for command in option.commands:
+            help_text = " ".join(build_parser(command).format_help().split())
+            assert option.flag in help_text
+            assert option.environment[0] in help_text
+    serve_help = " ".join(build_parser("serve").format_help().split())
+    assert "default: 127.0.0.1" in serve_help and "default: 8080" in serve_help
 
 
 @pytest.mark.parametrize(("argv", "environ", "name"), [
