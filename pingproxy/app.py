@@ -18,7 +18,7 @@ from pingproxy.config import Settings
 from pingproxy.errors import Outcome, PingproxyError, RequestError
 from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pingproxy.metrics import Metrics
-from pingproxy.relay import RETRY_AFTER_SECONDS, Relay
+from pingproxy.relay import Relay
 from pingproxy.urls import endpoint_from_forward, endpoint_from_path, pingback_url
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -120,6 +120,8 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
     """
     relay = request.app[RELAY]
     try:
+        if relay.limits_clients:
+            await relay.admit(request.remote)
         via = request.headers.getall(hdrs.VIA, [])
         relay.check_loop(via)
         call = pingback.parse_call(await _read_body(request))
@@ -184,6 +186,6 @@ def _xml(body: bytes, request_id: str | None = None, status: int = 200) -> web.R
 def _fault(error: PingproxyError, request_id: str | None = None) -> web.Response:
     response = _xml(pingback.render_fault(error.fault_code, str(error)), request_id,
                     error.http_status)
-    if error.outcome is Outcome.OVER_CAPACITY:
-        response.headers[hdrs.RETRY_AFTER] = str(RETRY_AFTER_SECONDS)
+    if error.retry_after_seconds is not None:
+        response.headers[hdrs.RETRY_AFTER] = str(error.retry_after_seconds)
     return response

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from pingproxy import __version__
+from pingproxy.limits import Rate
 from pingproxy.logs import LOG_FORMATS, LOG_LEVELS
 from pingproxy.urls import http_url
 
@@ -50,6 +51,9 @@ class Settings:
     default_endpoint: str | None = None
     discovery_cache_seconds: float = 300.0
     discovery_max_page_bytes: int = 1024 * 1024
+    max_per_endpoint_host: int = 0
+    rate_limit: Rate | None = None
+    rate_limit_burst: int | None = None
 
 
 class ConfigError(ValueError):
@@ -144,6 +148,10 @@ def _optional_http_url(text: str) -> str | None:
     return text.strip()
 
 
+def _optional_rate(text: str) -> Rate | None:
+    return None if text.strip().lower() in ("", "off", "0") else Rate.parse(text)
+
+
 def _identifier(text: str) -> str:
     if not text or not text.replace("-", "").replace("_", "").isalnum():
         raise ValueError("must be letters, digits, '-' or '_'")
@@ -224,6 +232,16 @@ OPTIONS = (
            "Cache-Control says so); 0 turns the memory off"),
     Option("discovery_max_page_bytes", "--discovery-max-page", "BYTES", _positive(int),
            "most bytes of a target's HTML read in discovery; a longer page is read that far"),
+    Option("max_per_endpoint_host", "--max-per-endpoint-host", "N", _non_negative(int),
+           "forwards in flight at once to one endpoint host; beyond it a pingback waits up to "
+           "1 s, then gets fault 50, busy (public instances)", default_text="0: off"),
+    Option("rate_limit", "--rate-limit", "RATE", _optional_rate,
+           "pingback requests per client address (an IPv6 client is its /64), as 10/s, 30/min "
+           "or 500/h; beyond it, HTTP 429 with Retry-After (public instances)",
+           default_text="off"),
+    Option("rate_limit_burst", "--rate-limit-burst", "N", _positive(int),
+           "requests a client may send at once within --rate-limit",
+           default_text="the rate's count"),
 )
 
 

@@ -88,6 +88,8 @@ class FakeEndpoint:
     fetched: list[Received] = field(default_factory=list)
     serving: int = 0
     most_serving_at_once: int = 0
+    receiving: int = 0
+    most_receiving_at_once: int = 0
     release_held_pages: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str = "/webmention") -> str:
@@ -153,7 +155,12 @@ class FakeEndpoint:
         form = dict(await request.post()) if body else {}
         self.received.append(Received(request.path, request.query_string,
                                       CIMultiDict(request.headers), form, body))
-        return await self.answer(request)
+        self.receiving += 1
+        self.most_receiving_at_once = max(self.most_receiving_at_once, self.receiving)
+        try:
+            return await self.answer(request)
+        finally:
+            self.receiving -= 1
 
     async def _decoy(self, request: web.Request) -> web.Response:
         self.decoy_hits += 1
