@@ -108,7 +108,7 @@ class Bench:
         self.work = work_directory
         self.running: list[Server] = []
         self.help_text = subprocess.run(
-            [sys.executable, "-m", "pingproxy", "--help"], capture_output=True, text=True,
+            [sys.executable, "-m", "pingproxy", "serve", "--help"], capture_output=True, text=True,
             check=True, timeout=60).stdout
 
     def supports(self, flag: str) -> bool:
