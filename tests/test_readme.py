@@ -6,6 +6,7 @@ import pytest
 
 from pingproxy.config import OPTIONS
 from pingproxy.errors import FAULT_CODES, Outcome
+from pingproxy.webmention import ERROR_PHRASES
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -29,3 +30,12 @@ def test_every_fault_outcome_is_in_a_table_with_its_code(outcome):
 
     assert rows, f"{outcome.value} is not in the README"
     assert any(f"fault {code}" in row for row in rows)
+
+
+@pytest.mark.parametrize("phrase", ERROR_PHRASES)
+def test_every_error_phrase_is_in_the_fault_table_with_its_code(phrase):
+    code = FAULT_CODES[ERROR_PHRASES[phrase]]
+    rows = [line for line in README.splitlines()
+            if line.startswith("|") and f'"{phrase}"' in line]
+
+    assert any(f"fault {code} " in row for row in rows)
