@@ -283,7 +283,8 @@ def _http_only(url: URL) -> URL | None:
 
 
 def decoded_html(reply: Reply) -> str:
-    """The body as text in its declared charset; UTF-8 when it names none or no text codec."""
+    """The body (HTML or any text) in its declared charset; UTF-8 when it names none or no
+    text codec."""
     try:
         return reply.body.decode(reply.charset or "utf-8", "replace")
     except LookupError:

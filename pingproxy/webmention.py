@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from pingproxy import outbound, pingback
-from pingproxy.discovery import HTML_CONTENT_TYPES
+from pingproxy.discovery import HTML_CONTENT_TYPES, decoded_html
 from pingproxy.errors import EndpointRefused, Outcome
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
@@ -192,13 +192,13 @@ def _error_fields(reply: Reply) -> tuple[str, str | None, str | None]:
             return "error", error, _text(document.get("error_description"))
         return "error", None, _first_sentence(document)
     if reply.content_type in ("text/plain", ""):
-        text = _decoded(reply).strip()
+        text = decoded_html(reply).strip()
         name, _, rest = text.partition("\n")
         if _ERROR_NAME.match(name.strip()):
             return "error", name.strip(), rest.strip() or None
         return "error", None, text or None
     if reply.content_type in HTML_CONTENT_TYPES:
-        return "error", None, html_text(_decoded(reply)) or None
+        return "error", None, html_text(decoded_html(reply)) or None
     return "error", None, None
 
 
@@ -247,14 +247,6 @@ class _TextReader(HTMLParser):
         if not self._hidden_depth:
             self.parts.append(data)
             self.characters += len(data)
-
-
-def _decoded(reply: Reply) -> str:
-    """The body as text in its declared charset; UTF-8 when it names none or no text codec."""
-    try:
-        return reply.body.decode(reply.charset or "utf-8", "replace")
-    except LookupError:
-        return reply.body.decode("utf-8", "replace")
 
 
 def _json(reply: Reply) -> object:
