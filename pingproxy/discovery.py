@@ -114,6 +114,7 @@ async def fetch_page(
         headers={"Accept": ACCEPT_HTML, **(headers or {})},
         follow=REDIRECT_STATUSES, max_redirects=MAX_TARGET_REDIRECTS,
         max_bytes=max_page_bytes, truncate=True, body_content_types=HTML_CONTENT_TYPES,
+        links=True,
     )
 
 

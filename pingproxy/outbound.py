@@ -87,11 +87,13 @@ async def request(
     max_bytes: int,
     truncate: bool = False,
     body_content_types: Collection[str] | None = None,
+    links: bool = False,
 ) -> Reply:
     """Request url, following redirects whose status is in follow, each hop checked.
 
     A body over max_bytes is an UpstreamError, or with truncate its first max_bytes; with
-    body_content_types, only replies of those types have their body read at all.
+    body_content_types, only replies of those types have their body read at all; the Link
+    headers are parsed only when links is true (discovery reads them, a forward never does).
     """
     redirects: list[tuple[int, URL]] = []
     for _ in range(max_redirects + 1):
@@ -111,7 +113,7 @@ async def request(
                     body = await _read_capped(response.content, max_bytes, response.status,
                                               truncate=truncate)
                 return Reply(url, response.status, response.reason or "", response.headers,
-                             _links(response), body, tuple(redirects))
+                             _links(response) if links else _NO_LINKS, body, tuple(redirects))
         except aiohttp.ClientError as error:
             raise UpstreamError(_describe(error, url)) from error
         except TimeoutError:
@@ -130,12 +132,15 @@ def _media_type(headers: Mapping[str, str]) -> str:
     return headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
+_NO_LINKS: MultiDictProxy = MultiDictProxy(MultiDict())
+
+
 def _links(response: aiohttp.ClientResponse) -> MultiDictProxy:
     """The parsed Link headers; a link whose URL cannot be parsed spoils them all in aiohttp."""
     try:
         return response.links
     except ValueError:
-        return MultiDictProxy(MultiDict())
+        return _NO_LINKS
 
 
 async def _read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int, *,
