@@ -62,6 +62,10 @@ class Settings:
     send_retry_max_wait_seconds: float = 10.0
     send_retry_backoff_seconds: float = 1.0
     send_max_targets: int = 100
+    send_tokens: tuple[str, ...] = field(default=(), repr=False)
+    send_allowed_sources: tuple[str, ...] = ()
+    send_source_interval_seconds: float = 300.0
+    send_rate_limit: Rate = Rate(30, 3600)
 
 
 class ConfigError(ValueError):
@@ -160,6 +164,13 @@ def _optional_rate(text: str) -> Rate | None:
     return None if text.strip().lower() in ("", "off", "0") else Rate.parse(text)
 
 
+def _tokens(text: str) -> tuple[str, ...]:
+    tokens = tuple(filter(None, (part.strip() for part in text.split(","))))
+    if any(len(token) < MIN_TOKEN_CHARACTERS for token in tokens):
+        raise ValueError(f"each token must have at least {MIN_TOKEN_CHARACTERS} characters")
+    return tokens
+
+
 def _identifier(text: str) -> str:
     if not text or not text.replace("-", "").replace("_", "").isalnum():
         raise ValueError("must be letters, digits, '-' or '_'")
@@ -170,6 +181,8 @@ SERVE = frozenset({"serve"})
 SEND = frozenset({"send"})
 # Settings of a send, which POST /api/send runs inside serve too.
 SEND_AND_SERVE = SEND | SERVE
+# A bearer token shorter than this could be guessed.
+MIN_TOKEN_CHARACTERS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +289,18 @@ OPTIONS = (
            commands=SEND_AND_SERVE),
     Option("send_max_targets", "--send-max-targets", "N", _positive(int),
            "most targets one send notifies; further links are skipped", commands=SEND_AND_SERVE),
+    Option("send_tokens", "--send-token", "TOKENS", _tokens,
+           "comma-separated bearer tokens that open POST /api/send, each of at least "
+           f"{MIN_TOKEN_CHARACTERS} characters (prefer the environment: ps shows flags)",
+           default_text="none: /api/send answers 404"),
+    Option("send_allowed_sources", "--send-allowed-sources", "HOSTS", _host_patterns,
+           "comma-separated hosts (example.com, *.example.com) whose pages /api/send may send "
+           "from", default_text="any host"),
+    Option("send_source_interval_seconds", "--send-source-interval", "SECONDS",
+           _non_negative(float),
+           "seconds before /api/send sends from the same source again, unless force=1"),
+    Option("send_rate_limit", "--send-rate-limit", "RATE", Rate.parse,
+           "/api/send requests per token, as 10/min or 30/h; beyond it, HTTP 429"),
 )
 
 
