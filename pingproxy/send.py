@@ -7,11 +7,10 @@ the target's line of the report. Nothing is stored: sending again after an edit 
 run (WebMention section 3.1.3 asks senders to re-send to every target), and the targets a
 post no longer links to come from the caller (--also, --previous).
 
-Politeness: at most send_concurrency requests at once, and at most send_per_host at once to
-one host, each request counting for the host it goes to (a target's page for the target's
-host, a POST for the endpoint's host); each request bounded in connect, read and total time,
-each reply in size, the whole run in time. A 429, a 5xx or a failed connection is retried
-once, after Retry-After (capped) or a short backoff; a 4xx never is.
+Politeness: each request goes through send_pacing (a bound on all, a share per host, each
+request counting for the host it goes to: a target's page for the target's host, a POST for
+the endpoint's; one retry), is bounded in connect, read and total time, its reply in size,
+and the whole run in time.
 
 A POST never follows a redirect that would turn it into a GET: only a 307 or 308 re-posts,
 once, and the guard checks its new address; any other 3xx fails with its Location.
@@ -20,10 +19,8 @@ once, and the guard checks its new address; any other 3xx fails with its Locatio
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 from yarl import URL
@@ -37,9 +34,9 @@ from pingproxy.errors import (
     UpstreamError,
     fault_meaning,
 )
-from pingproxy.limits import HostSlots
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
+from pingproxy.send_pacing import Pacer
 from pingproxy.send_report import (
     ACCEPTED,
     BLOCKED,
@@ -104,8 +101,7 @@ class _Run:
         self._settings = settings
         self._request = request
         self._source = str(request.source)
-        self._hosts = HostSlots(settings.send_per_host)
-        self._overall = asyncio.Semaphore(settings.send_concurrency)
+        self._pacer = Pacer(settings)
         self._timeout = aiohttp.ClientTimeout(
             total=settings.send_request_timeout_seconds,
             sock_connect=settings.connect_timeout_seconds,
@@ -137,8 +133,8 @@ class _Run:
 
     async def _source_page(self) -> Reply:
         try:
-            page = await self._attempts(None, self._request.source,
-                                        lambda: self._fetch(self._request.source))
+            page = await self._pacer.request(self._request.source,
+                                             lambda: self._fetch(self._request.source))
         except (UpstreamError, AccessDenied) as error:
             raise SourceUnusable(f"the source could not be fetched: {error}") from None
         if not (200 <= page.status < 300 or page.status == DELETED_STATUS):
@@ -209,7 +205,8 @@ class _Run:
         """The target's page, or None with the result saying why there is none."""
         target = URL(result.target)
         try:
-            page = await self._attempts(result, target, lambda: self._fetch(target))
+            page = await self._pacer.request(target, lambda: self._fetch(target),
+                                             retried=_retried(result))
         except AccessDenied as denied:
             result.status, result.message = BLOCKED, str(denied)
             return None
@@ -264,7 +261,7 @@ class _Run:
                     make: Callable[[], Awaitable[Reply]]) -> Reply | None:
         """The endpoint's reply, or None with the result saying why there is none."""
         try:
-            reply = await self._attempts(result, endpoint, make)
+            reply = await self._pacer.request(endpoint, make, retried=_retried(result))
         except (UpstreamError, AccessDenied) as error:
             result.status, result.message = FAILED, str(error)
             return None
@@ -277,43 +274,6 @@ class _Run:
             self._session, self._policy, url,
             max_page_bytes=self._settings.discovery_max_page_bytes,
             headers=self._headers, timeout=self._timeout)
-
-    async def _attempts(self, result: TargetResult | None, url: URL,
-                        make: Callable[[], Awaitable[Reply]]) -> Reply:
-        """make()'s reply from url, retried once after a 429, a 5xx or a failed connection;
-        the wait happens outside the host's slot."""
-        for attempt in range(2):
-            try:
-                async with self._turn(url.host):
-                    reply = await make()
-            except UpstreamError as error:
-                if attempt or not _connection_failed(error):
-                    raise
-                wait, why = self._settings.send_retry_backoff_seconds, str(error)
-            else:
-                if attempt or not (reply.status == 429 or reply.status >= 500):
-                    return reply
-                wait, why = self._retry_wait(reply), f"HTTP {reply.status}"
-            if result is not None:
-                result.retries += 1
-                result.retry_reason = f"{why}; waited {wait:g} s"
-            await asyncio.sleep(wait)
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
-    @asynccontextmanager
-    async def _turn(self, host: str | None) -> AsyncIterator[None]:
-        """A slot of the host, then one of the run's: waiting for a busy host holds none."""
-        async with self._hosts.slot(host or ""), self._overall:
-            yield
-
-    def _retry_wait(self, reply: Reply) -> float:
-        """Retry-After (seconds or an HTTP date, RFC 9110 section 10.2.3), capped; else the
-        backoff."""
-        cap = self._settings.send_retry_max_wait_seconds
-        seconds = _retry_after_seconds(reply.headers.get("Retry-After", ""))
-        if seconds is None:
-            return min(self._settings.send_retry_backoff_seconds, cap)
-        return min(max(seconds, 0.0), cap)
 
 
 def _endpoint_of(page: Reply) -> tuple[str, discovery.Found] | None:
@@ -340,6 +300,14 @@ def _usable_endpoint(result: TargetResult,
         result.message = (f"its pingback server {endpoint.written!r} is not an absolute "
                           "http(s) URL, as Pingback 1.0 requires")
     return endpoint.url
+
+
+def _retried(result: TargetResult) -> Callable[[str], None]:
+    def note(reason: str) -> None:
+        result.retries += 1
+        result.retry_reason = reason
+
+    return note
 
 
 def _counting(progress: Progress, tasks: list[asyncio.Task]) -> Callable[[asyncio.Task], None]:
@@ -383,24 +351,6 @@ def _location(reply: Reply) -> str | None:
 
 def _http_answer(reply: Reply) -> str:
     return f"HTTP {reply.status} {reply.reason}".rstrip()
-
-
-def _connection_failed(error: UpstreamError) -> bool:
-    """Whether no exchange took place: refused, reset or unresolved, but not timed out,
-    since an endpoint that timed out may well have taken the mention."""
-    cause = error.__cause__
-    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
-
-
-def _retry_after_seconds(text: str) -> float | None:
-    text = text.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when.timestamp() - time.time()
 
 
 def _excerpt(text: str) -> str:

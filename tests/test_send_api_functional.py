@@ -5,20 +5,12 @@ import pytest
 from pingproxy import config
 from pingproxy.config import ConfigError
 from pingproxy.limits import Rate
-from tests.send_web import advertising, h_entry, start_host
+from tests.send_web import advertising, h_entry
 
 TOKEN = "a-deploy-hook-token-0123456789"
 AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-async def blog(aiohttp_server):
-    return await start_host(aiohttp_server, "127.0.0.1")
-
-
-@pytest.fixture
-async def sites(aiohttp_server):
-    return await start_host(aiohttp_server, "127.0.0.2")
 
 
 @pytest.fixture

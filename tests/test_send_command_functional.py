@@ -11,7 +11,7 @@ import termios
 
 import pytest
 
-from tests.send_web import Answer, advertising, h_entry, start_host
+from tests.send_web import Answer, advertising, h_entry
 
 
 async def pingproxy(*args: str, stderr_tty: bool = False) -> tuple[int, str, str]:
@@ -50,14 +50,6 @@ def _read_all(descriptor: int) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.fixture
-async def blog(aiohttp_server):
-    return await start_host(aiohttp_server, "127.0.0.1")
-
-
-@pytest.fixture
-async def sites(aiohttp_server):
-    return await start_host(aiohttp_server, "127.0.0.2")
 
 
 def targets_with(sites, endpoint: str, count: int = 2) -> list[str]:

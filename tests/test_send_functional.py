@@ -43,16 +43,6 @@ def by_target(report: SendReport) -> dict[str, TargetResult]:
     return {result.target: result for result in report.targets}
 
 
-@pytest.fixture
-async def blog(aiohttp_server):
-    """The source's site."""
-    return await start_host(aiohttp_server, "127.0.0.1")
-
-
-@pytest.fixture
-async def sites(aiohttp_server):
-    """The targets' site."""
-    return await start_host(aiohttp_server, "127.0.0.2")
 
 
 @pytest.fixture
