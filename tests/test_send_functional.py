@@ -4,6 +4,7 @@ Every assertion is on what the fake servers received and on the report.
 """
 
 import dataclasses
+import ipaddress
 import xmlrpc.client
 
 import pytest
@@ -11,9 +12,11 @@ from yarl import URL
 
 from pingproxy import outbound
 from pingproxy.errors import FAULT_MEANINGS
+from pingproxy.netguard import DestinationPolicy
 from pingproxy.send import USER_AGENT, Sender, SendRequest, SourceUnusable
 from pingproxy.send_report import (
     ACCEPTED,
+    BLOCKED,
     FAILED,
     NO_ENDPOINT,
     NOT_SENT,
@@ -33,8 +36,8 @@ SETTINGS = dataclasses.replace(
     send_run_timeout_seconds=20.0)
 
 
-async def run_send(source: str, settings=SETTINGS, **options) -> SendReport:
-    policy = outbound.policy_for(settings)
+async def run_send(source: str, settings=SETTINGS, policy=None, **options) -> SendReport:
+    policy = policy or outbound.policy_for(settings)
     async with outbound.open_session(settings, policy) as session:
         return await Sender(session, policy, settings).send(SendRequest(URL(source), **options))
 
@@ -348,3 +351,20 @@ async def test_retry_after_is_capped_and_a_4xx_is_never_retried(blog, sites):
     assert (results[second].status, results[second].retries) == (REFUSED, 0)
     assert "HTTP 400" in results[second].message
     assert len(sites.posts("/wm/400")) == 1
+
+
+async def test_a_target_whose_name_resolves_to_a_refused_address_is_never_contacted(blog, sites):
+    # 127.0.0.2 plays a public address, 127.0.0.1 (what localhost resolves to) a private one.
+    refused = tuple((ipaddress.ip_network(network), "a forbidden test address")
+                    for network in ("127.0.0.1/32", "::1/128"))
+    policy = DestinationPolicy(allowed_ports=frozenset(range(1, 65536)),
+                               blocked_networks=refused)
+    hidden = blog.page("/internal", "<p>an internal page</p>")
+    target = hidden.replace("127.0.0.1", "localhost")
+    source = sites.page("/post", h_entry(target))
+
+    [result] = (await run_send(source, policy=policy)).targets
+
+    assert (result.target, result.status) == (target, BLOCKED)
+    assert "localhost resolves to a forbidden test address" in result.message
+    assert blog.hits == []
