@@ -19,11 +19,16 @@ from pingproxy.errors import Outcome, PingproxyError, RequestError
 from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pingproxy.metrics import Metrics
 from pingproxy.relay import Relay
+from pingproxy.send import Sender, SourceUnusable
+from pingproxy.send_gate import GateRefusal, SendGate
+from pingproxy.send_report import as_json
 from pingproxy.urls import endpoint_from_forward, endpoint_from_path, pingback_url
 
 SETTINGS = web.AppKey("settings", Settings)
 RELAY = web.AppKey("relay", Relay)
 METRICS = web.AppKey("metrics", Metrics)
+SENDER = web.AppKey("sender", Sender)
+SEND_GATE = web.AppKey("send_gate", SendGate)
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 # A platform router's request id (Heroku sets one) is reused when it looks like one.
@@ -37,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
     app[SETTINGS] = settings
     app[METRICS] = Metrics(multiprocess_dir=settings.metrics_dir if settings.workers > 1 else None)
+    app[SEND_GATE] = SendGate(settings)
     app.cleanup_ctx.append(_relay_context)
     app.router.add_get("/healthz", healthz)
     if settings.metrics:
@@ -45,6 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/", ping_without_endpoint)
     app.router.add_get("/webmention", forward_page)
     app.router.add_post("/webmention", ping_forward)
+    app.router.add_post("/api/send", api_send)
     app.router.add_get("/{endpoint:.+}", endpoint_page)
     app.router.add_post("/{endpoint:.+}", ping_path)
     return app
@@ -56,6 +63,7 @@ async def _relay_context(app: web.Application) -> AsyncIterator[None]:
     policy = outbound.policy_for(settings)
     async with outbound.open_session(settings, policy) as session:
         app[RELAY] = Relay(settings, session, policy, app[METRICS])
+        app[SENDER] = Sender(session, policy, settings)
         yield
         await app[RELAY].drain(settings.forward_timeout_seconds)
 
@@ -92,6 +100,27 @@ async def ping_forward(request: web.Request) -> web.Response:
 
 async def ping_without_endpoint(request: web.Request) -> web.Response:
     return await _answer(request, None)
+
+
+async def api_send(request: web.Request) -> web.Response:
+    """A send for a deploy hook, answered with its JSON report; 404 without a valid token,
+    exactly as for a path that does not exist."""
+    gate = request.app[SEND_GATE]
+    token = gate.token(request.headers.get(hdrs.AUTHORIZATION))
+    if token is None:
+        raise web.HTTPNotFound()
+    try:
+        send_request = await gate.admit(token, await request.post())
+        report = await request.app[SENDER].send(send_request)
+    except GateRefusal as refusal:
+        headers = ({} if refusal.retry_after_seconds is None
+                   else {hdrs.RETRY_AFTER: str(refusal.retry_after_seconds)})
+        return web.json_response({"error": refusal.error, "message": str(refusal)},
+                                 status=refusal.status, headers=headers)
+    except SourceUnusable as error:
+        return web.json_response({"error": "source_unusable", "message": str(error)},
+                                 status=502)
+    return web.json_response(as_json(report))
 
 
 def _path_endpoint(request: web.Request) -> str:

@@ -5,7 +5,9 @@ Procfile, the systemd unit and every existing flag keep working.
 """
 
 import argparse
+import asyncio
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -16,8 +18,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from pingproxy import __version__, config, logs
+from tqdm import tqdm
+
+from pingproxy import __version__, config, logs, outbound
 from pingproxy.config import ConfigError, Settings
+from pingproxy.send import Progress, Sender, SendRequest, SourceUnusable
+from pingproxy.send_report import SendReport, as_json, previous_targets, table
+from pingproxy.urls import http_url
 
 
 class ExitStatus(IntEnum):
@@ -111,7 +118,77 @@ def _shared_metrics(settings: Settings, environ: dict[str, str]) -> Iterator[Set
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _send_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE_URL",
+                        help="the post whose links are told (a 410 Gone page: its deletion)")
+    parser.add_argument("--also", metavar="URL", nargs="+", action="extend", default=[],
+                        help="more targets, such as links the post no longer has")
+    parser.add_argument("--previous", metavar="REPORT.json",
+                        help="also tell every target of an earlier run's --json report")
+    parser.add_argument("--self", dest="include_self", action="store_true",
+                        help="also tell pages of the source's own site")
+    parser.add_argument("--media", action="store_true",
+                        help="also tell the sources of the post's images, videos and audio")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="discover and report, send nothing")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report as JSON (its shape is in the README)")
+
+
+def _send(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
+    source = http_url(arguments.source)
+    if source is None:
+        print(f"pingproxy: {arguments.source!r} is not an absolute http(s) URL", file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        previous = _previous_targets(arguments.previous)
+    except (OSError, ValueError) as error:
+        print(f"pingproxy: --previous {arguments.previous}: {error}", file=sys.stderr)
+        return ExitStatus.USAGE
+    request = SendRequest(source, also=tuple(arguments.also), previous=previous,
+                          include_self=arguments.include_self, media=arguments.media,
+                          dry_run=arguments.dry_run)
+    try:
+        with _progress_bar() as progress:
+            report = asyncio.run(_run_send(settings, request, progress))
+    except SourceUnusable as error:
+        print(f"pingproxy: {error}", file=sys.stderr)
+        return ExitStatus.USAGE
+    print(json.dumps(as_json(report), indent=2) if arguments.json else table(report))
+    return ExitStatus.OK if report.ok else ExitStatus.FAILED
+
+
+def _previous_targets(path: str | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    with open(path, encoding="utf-8") as file:
+        return previous_targets(json.load(file))
+
+
+async def _run_send(settings: Settings, request: SendRequest,
+                    progress: Progress) -> SendReport:
+    policy = outbound.policy_for(settings)
+    async with outbound.open_session(settings, policy) as session:
+        return await Sender(session, policy, settings).send(request, progress=progress)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    """Progress on stderr when it is a terminal; nothing when piped."""
+    # Every target ends in a redraw (mininterval=0): there are at most a few hundred.
+    with tqdm(total=0, unit="target", file=sys.stderr, leave=False, mininterval=0,
+              disable=not sys.stderr.isatty()) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
+
+
 COMMANDS: Mapping[str, Command] = {
     "serve": Command("receive pingbacks and forward them as WebMentions (the default)",
                      _no_arguments, _serve),
+    "send": Command("tell every page a post links to, by WebMention or Pingback",
+                    _send_arguments, _send),
 }

@@ -54,6 +54,18 @@ class Settings:
     max_per_endpoint_host: int = 0
     rate_limit: Rate | None = None
     rate_limit_burst: int | None = None
+    send_concurrency: int = 8
+    send_per_host: int = 2
+    send_request_timeout_seconds: float = 10.0
+    send_read_timeout_seconds: float = 5.0
+    send_run_timeout_seconds: float = 60.0
+    send_retry_max_wait_seconds: float = 10.0
+    send_retry_backoff_seconds: float = 1.0
+    send_max_targets: int = 100
+    send_tokens: tuple[str, ...] = field(default=(), repr=False)
+    send_allowed_sources: tuple[str, ...] = ()
+    send_source_interval_seconds: float = 300.0
+    send_rate_limit: Rate = Rate(30, 3600)
 
 
 class ConfigError(ValueError):
@@ -152,6 +164,13 @@ def _optional_rate(text: str) -> Rate | None:
     return None if text.strip().lower() in ("", "off", "0") else Rate.parse(text)
 
 
+def _tokens(text: str) -> tuple[str, ...]:
+    tokens = tuple(filter(None, (part.strip() for part in text.split(","))))
+    if any(len(token) < MIN_TOKEN_CHARACTERS for token in tokens):
+        raise ValueError(f"each token must have at least {MIN_TOKEN_CHARACTERS} characters")
+    return tokens
+
+
 def _identifier(text: str) -> str:
     if not text or not text.replace("-", "").replace("_", "").isalnum():
         raise ValueError("must be letters, digits, '-' or '_'")
@@ -159,6 +178,11 @@ def _identifier(text: str) -> str:
 
 
 SERVE = frozenset({"serve"})
+SEND = frozenset({"send"})
+# Settings of a send, which POST /api/send runs inside serve too.
+SEND_AND_SERVE = SEND | SERVE
+# A bearer token shorter than this could be guessed.
+MIN_TOKEN_CHARACTERS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +208,8 @@ OPTIONS = (
     Option("host", "--host", "ADDRESS", str, "address to listen on", ("HOST",)),
     Option("port", "--port", "PORT", _port, "port to listen on", ("PORT",)),
     Option("connect_timeout_seconds", "--connect-timeout", "SECONDS", _positive(float),
-           "seconds to wait for a connection to the endpoint"),
+           "seconds to wait for a connection to an endpoint or a page",
+           commands=SEND_AND_SERVE),
     Option("forward_timeout_seconds", "--timeout", "SECONDS", _positive(float),
            "seconds one whole forward may take, discovery and redirects included"),
     Option("request_timeout_seconds", "--request-timeout", "SECONDS", _positive(float),
@@ -192,19 +217,19 @@ OPTIONS = (
     Option("max_body_bytes", "--max-body", "BYTES", _positive(int),
            "largest pingback request body accepted"),
     Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),
-           "most bytes read of an endpoint's reply"),
+           "most bytes read of an endpoint's reply", commands=SEND_AND_SERVE),
     Option("max_inflight", "--max-inflight", "N", _positive(int),
            "forwards in flight at once; beyond it, HTTP 503 with Retry-After"),
     Option("allow_private", "--allow-private", None, _boolean,
-           "allow endpoints and fetched targets on loopback and private networks, on any port "
-           "(sidecar use)"),
+           "allow endpoints and fetched pages on loopback and private networks, on any port "
+           "(sidecar use, or sending from a site on this machine)", commands=SEND_AND_SERVE),
     Option("allowed_endpoints", "--allowed-endpoints", "HOSTS", _host_patterns,
            "comma-separated hosts (example.com, *.example.com) that endpoints and fetched "
            "targets must be on",
            default_text="any public host"),
     Option("allowed_ports", "--allowed-ports", "PORTS", _ports,
-           "comma-separated ports that endpoints and fetched targets may use",
-           default_text="80,443,8080,8443; any with --allow-private"),
+           "comma-separated ports that endpoints and fetched pages may use",
+           default_text="80,443,8080,8443; any with --allow-private", commands=SEND_AND_SERVE),
     Option("instance_id", "--instance-id", "NAME", _identifier,
            "name in the Via header that stops forwarding loops; give a fleet one name",
            default_text="random at start-up"),
@@ -231,7 +256,8 @@ OPTIONS = (
            "seconds a discovered endpoint, or its absence, is remembered (less if the target's "
            "Cache-Control says so); 0 turns the memory off"),
     Option("discovery_max_page_bytes", "--discovery-max-page", "BYTES", _positive(int),
-           "most bytes of a target's HTML read in discovery; a longer page is read that far"),
+           "most bytes of a target's HTML read in discovery (and of the source's in send); a "
+           "longer page is read that far", commands=SEND_AND_SERVE),
     Option("max_per_endpoint_host", "--max-per-endpoint-host", "N", _non_negative(int),
            "forwards in flight at once to one endpoint host; beyond it a pingback waits up to "
            "1 s, then gets fault 50, busy (public instances)", default_text="0: off"),
@@ -242,6 +268,39 @@ OPTIONS = (
     Option("rate_limit_burst", "--rate-limit-burst", "N", _positive(int),
            "requests a client may send at once within --rate-limit",
            default_text="the rate's count"),
+    Option("send_concurrency", "--send-concurrency", "N", _positive(int),
+           "requests a send makes at once", commands=SEND_AND_SERVE),
+    Option("send_per_host", "--send-per-host", "N", _positive(int),
+           "requests a send makes at once to one host (a target's page and its endpoint each "
+           "count for their own host)", commands=SEND_AND_SERVE),
+    Option("send_request_timeout_seconds", "--send-request-timeout", "SECONDS", _positive(float),
+           "seconds one request of a send may take, its reply read", commands=SEND_AND_SERVE),
+    Option("send_read_timeout_seconds", "--send-read-timeout", "SECONDS", _positive(float),
+           "seconds a send waits for each read of a reply", commands=SEND_AND_SERVE),
+    Option("send_run_timeout_seconds", "--send-run-timeout", "SECONDS", _positive(float),
+           "seconds a whole send may take; targets unfinished by then have failed",
+           commands=SEND_AND_SERVE),
+    Option("send_retry_max_wait_seconds", "--send-retry-max-wait", "SECONDS",
+           _non_negative(float),
+           "longest Retry-After a send waits before its one retry (a longer one is cut to it)",
+           commands=SEND_AND_SERVE),
+    Option("send_retry_backoff_seconds", "--send-retry-backoff", "SECONDS", _non_negative(float),
+           "seconds a send waits before its one retry when no Retry-After says",
+           commands=SEND_AND_SERVE),
+    Option("send_max_targets", "--send-max-targets", "N", _positive(int),
+           "most targets one send notifies; further links are skipped", commands=SEND_AND_SERVE),
+    Option("send_tokens", "--send-token", "TOKENS", _tokens,
+           "comma-separated bearer tokens that open POST /api/send, each of at least "
+           f"{MIN_TOKEN_CHARACTERS} characters (prefer the environment: ps shows flags)",
+           default_text="none: /api/send answers 404"),
+    Option("send_allowed_sources", "--send-allowed-sources", "HOSTS", _host_patterns,
+           "comma-separated hosts (example.com, *.example.com) whose pages /api/send may send "
+           "from", default_text="any host"),
+    Option("send_source_interval_seconds", "--send-source-interval", "SECONDS",
+           _non_negative(float),
+           "seconds before /api/send sends from the same source again, unless force=1"),
+    Option("send_rate_limit", "--send-rate-limit", "RATE", Rate.parse,
+           "/api/send requests per token, as 10/min or 30/h; beyond it, HTTP 429"),
 )
 
 

@@ -106,6 +106,7 @@ async def fetch_page(
     *,
     max_page_bytes: int,
     headers: Mapping[str, str] | None = None,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> Reply:
     """GET a page as senders do: redirects followed and each hop checked, only an HTML body
     read, and that to max_page_bytes; UpstreamError when it cannot be fetched."""
@@ -114,7 +115,7 @@ async def fetch_page(
         headers={"Accept": ACCEPT_HTML, **(headers or {})},
         follow=REDIRECT_STATUSES, max_redirects=MAX_TARGET_REDIRECTS,
         max_bytes=max_page_bytes, truncate=True, body_content_types=HTML_CONTENT_TYPES,
-        links=True,
+        links=True, timeout=timeout,
     )
 
 

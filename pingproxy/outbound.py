@@ -88,19 +88,24 @@ async def request(
     truncate: bool = False,
     body_content_types: Collection[str] | None = None,
     links: bool = False,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> Reply:
     """Request url, following redirects whose status is in follow, each hop checked.
 
     A body over max_bytes is an UpstreamError, or with truncate its first max_bytes; with
     body_content_types, only replies of those types have their body read at all; the Link
     headers are parsed only when links is true (discovery reads them, a forward never does).
+    A timeout replaces the session's for each hop (send bounds connect, each read and the
+    whole).
     """
     redirects: list[tuple[int, URL]] = []
+    # aiohttp reads timeout=None as "no timeout at all": pass it only when there is one.
+    hop_timeout = {} if timeout is None else {"timeout": timeout}
     for _ in range(max_redirects + 1):
         policy.check_url(url)
         try:
             async with session.request(
-                method, url, headers=headers, data=data, allow_redirects=False
+                method, url, headers=headers, data=data, allow_redirects=False, **hop_timeout
             ) as response:
                 location = response.headers.get("Location")
                 if response.status in follow and location:

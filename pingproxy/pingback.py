@@ -302,13 +302,14 @@ async def call(
     max_reply_bytes: int,
     follow: Collection[int] = (),
     max_redirects: int = 0,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> Reply:
     """POST one call to an XML-RPC server as text/xml; a redirect is followed only when its
     status is in follow, and re-checked by the policy like every hop."""
     return await outbound.request(
         session, policy, "POST", server,
         headers={"Content-Type": XML_CONTENT_TYPE, **headers}, data=call_body(method, params),
-        follow=follow, max_redirects=max_redirects, max_bytes=max_reply_bytes,
+        follow=follow, max_redirects=max_redirects, max_bytes=max_reply_bytes, timeout=timeout,
     )
 
 

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pingproxy.app import create_app
 from pingproxy.config import Settings
+from tests.send_web import Host, start_host
 
 
 def ping_body(source: str, target: str) -> bytes:
@@ -256,3 +257,15 @@ def pingback_server():
     server.shutdown()
     server.server_close()
     thread.join(5)
+
+
+@pytest.fixture
+async def blog(aiohttp_server) -> Host:
+    """The site a send's source is on (tests/send_web.py), on 127.0.0.1."""
+    return await start_host(aiohttp_server, "127.0.0.1")
+
+
+@pytest.fixture
+async def sites(aiohttp_server) -> Host:
+    """The site of a send's targets, another host: 127.0.0.2."""
+    return await start_host(aiohttp_server, "127.0.0.2")
