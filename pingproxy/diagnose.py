@@ -17,7 +17,7 @@ check by CHECK_TIMEOUT_FACTOR times it; findings.py turns what came back into th
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -146,21 +146,15 @@ class _Run:
 
     async def webmention_probe(self, endpoint: URL, address: str) -> Probe:
         """POST source=target=address: every receiver must refuse it, and that shows it alive."""
-        started, seconds = time.perf_counter(), self.step_seconds()
-        try:
-            async with asyncio.timeout(seconds):
-                reply = await webmention.send(
-                    self.session, self.policy, endpoint, address, address,
-                    headers={"User-Agent": USER_AGENT},
-                    max_reply_bytes=self.settings.max_reply_bytes)
-        except TimeoutError:
-            return Probe(WEBMENTION_PROBE, endpoint, PROBE_WEBMENTION, False,
-                         f"did not answer within {seconds:g} s", time.perf_counter() - started)
-        except PingproxyError as error:
-            return Probe(WEBMENTION_PROBE, endpoint, PROBE_WEBMENTION, False, str(error),
-                         time.perf_counter() - started)
-        finally:
-            self.progress("WebMention endpoint")
+        started = time.perf_counter()
+        reply = await self.within_step(WEBMENTION_PROBE, endpoint, PROBE_WEBMENTION,
+                                       webmention.send(
+                                           self.session, self.policy, endpoint, address, address,
+                                           headers={"User-Agent": USER_AGENT},
+                                           max_reply_bytes=self.settings.max_reply_bytes))
+        self.progress("WebMention endpoint")
+        if isinstance(reply, Probe):
+            return reply
         return webmention_probe(endpoint, reply, address, time.perf_counter() - started)
 
     async def server_probes(self, server: URL, address: str, *,
@@ -180,20 +174,26 @@ class _Run:
 
     async def call(self, server: URL, request: str, method: str, params: tuple) -> Probe:
         """One XML-RPC call, redirects not followed (senders do not follow them either)."""
+        started = time.perf_counter()
+        reply = await self.within_step(XMLRPC_PROBE, server, request, pingback.call(
+            self.session, self.policy, server, method, params,
+            headers={"User-Agent": USER_AGENT}, max_reply_bytes=self.settings.max_reply_bytes))
+        if isinstance(reply, Probe):
+            return reply
+        return server_probe(server, request, reply, time.perf_counter() - started)
+
+    async def within_step(self, kind: str, url: URL, request: str,
+                          sending: Awaitable[Reply]) -> Reply | Probe:
+        """The reply to one probe within the step's time, or the failed probe when none came."""
         started, seconds = time.perf_counter(), self.step_seconds()
         try:
             async with asyncio.timeout(seconds):
-                reply = await pingback.call(
-                    self.session, self.policy, server, method, params,
-                    headers={"User-Agent": USER_AGENT},
-                    max_reply_bytes=self.settings.max_reply_bytes)
+                return await sending
         except TimeoutError:
-            return Probe(XMLRPC_PROBE, server, request, False,
-                         f"did not answer within {seconds:g} s", time.perf_counter() - started)
+            detail = f"did not answer within {seconds:g} s"
         except PingproxyError as error:
-            return Probe(XMLRPC_PROBE, server, request, False, f"failed: {error}",
-                         time.perf_counter() - started)
-        return server_probe(server, request, reply, time.perf_counter() - started)
+            detail = f"failed: {error}"
+        return Probe(kind, url, request, False, detail, time.perf_counter() - started)
 
 
 async def _nothing() -> tuple[Probe, ...]:

@@ -250,3 +250,13 @@ async def test_ping_to_a_target_that_cannot_be_fetched_exits_2(site):
                              site.page("/missing", "", status=404))
 
     assert code == 2 and "the target could not be fetched: it answered HTTP 404" in out
+
+
+async def test_each_subcommand_is_listed_and_has_its_own_help():
+    _, listing, _ = await run("--help")
+    helps = [await run(name, "--help") for name in ("check", "ping")]
+
+    assert "check" in listing and "ping" in listing
+    assert [code for code, _, _ in helps] == [0, 0]
+    assert "URL" in helps[0][1] and "--public-url" in helps[0][1] and "--port" not in helps[0][1]
+    assert "SOURCE" in helps[1][1] and "TARGET" in helps[1][1] and "--json" in helps[1][1]

@@ -189,7 +189,7 @@ async def test_a_webmention_endpoint_that_is_down_is_broken(proxy, site, unused_
     document = await check(page)
 
     assert document["status"] == "broken"
-    assert f"the WebMention endpoint {down} could not connect" in document["verdict"]
+    assert f"the WebMention endpoint {down} failed: could not connect" in document["verdict"]
     [probe] = [p for p in document["probes"] if p["kind"] == "webmention"]
     assert probe["ok"] is False and probe["http_status"] is None
     assert document["fix"]["link"] is None and "answer first" in document["fix"]["text"]
