@@ -19,9 +19,11 @@ from enum import IntEnum
 from pathlib import Path
 
 from tqdm import tqdm
+from yarl import URL
 
-from pingproxy import __version__, config, logs, outbound
+from pingproxy import __version__, config, diagnose, logs, outbound, ping, report
 from pingproxy.config import ConfigError, Settings
+from pingproxy.findings import Status
 from pingproxy.send import Progress, Sender, SendRequest, SourceUnusable
 from pingproxy.send_report import SendReport, as_json, previous_targets, table
 from pingproxy.urls import http_url
@@ -118,6 +120,83 @@ def _shared_metrics(settings: Settings, environ: dict[str, str]) -> Iterator[Set
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL", help="the page to check, a post of your site")
+    _json_argument(parser)
+
+
+def _check(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
+    url = _absolute_url("URL", arguments.url)
+    if url is None:
+        return ExitStatus.USAGE
+    document = asyncio.run(_checked(url, settings))
+    _print(document, report.check_text, arguments.json)
+    return _CHECK_EXIT[document["status"]]
+
+
+_CHECK_EXIT = {Status.WORKS.value: ExitStatus.OK, Status.BROKEN.value: ExitStatus.FAILED,
+               Status.UNREACHABLE.value: ExitStatus.USAGE}
+
+
+async def _checked(url: URL, settings: Settings) -> dict:
+    policy = outbound.policy_for(settings)
+    # Progress only on a terminal (tqdm's disable=None), on stderr, gone when done.
+    with tqdm(desc="checking", unit=" steps", file=sys.stderr, disable=None,
+              leave=False) as bar:
+        def progress(step: str) -> None:
+            bar.set_postfix_str(step, refresh=False)
+            bar.update()
+
+        async with outbound.open_session(settings, policy) as session:
+            result = await diagnose.check(session, policy, settings, url,
+                                          proxy_base=settings.public_url, progress=progress)
+    return report.check_json(result)
+
+
+def _ping_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="the page that links to TARGET")
+    parser.add_argument("target", metavar="TARGET", help="the page linked to, whose pingback "
+                                                         "server gets the ping")
+    _json_argument(parser)
+
+
+def _ping(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
+    source = _absolute_url("SOURCE", arguments.source)
+    target = _absolute_url("TARGET", arguments.target)
+    if source is None or target is None:
+        return ExitStatus.USAGE
+    result = asyncio.run(_pinged(arguments.source.strip(), target, settings))
+    _print(report.ping_json(result), lambda _: report.ping_text(result), arguments.json)
+    if result.outcome == ping.UNREACHABLE:
+        return ExitStatus.USAGE
+    return ExitStatus.OK if result.delivered else ExitStatus.FAILED
+
+
+async def _pinged(source: str, target: URL, settings: Settings) -> ping.PingResult:
+    policy = outbound.policy_for(settings)
+    async with outbound.open_session(settings, policy) as session:
+        return await ping.ping(session, policy, settings, source, target)
+
+
+def _json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (its shape is in the README)")
+
+
+def _absolute_url(name: str, text: str) -> URL | None:
+    url = http_url(text)
+    if url is None:
+        print(f"pingproxy: {name} must be an absolute http(s) URL: {text!r}", file=sys.stderr)
+    return url
+
+
+def _print(document: dict, as_text: Callable[[dict], str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(as_text(document), end="")
+
+
 def _send_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE_URL",
                         help="the post whose links are told (a 410 Gone page: its deletion)")
@@ -131,14 +210,12 @@ def _send_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also tell the sources of the post's images, videos and audio")
     parser.add_argument("--dry-run", action="store_true",
                         help="discover and report, send nothing")
-    parser.add_argument("--json", action="store_true",
-                        help="print the report as JSON (its shape is in the README)")
+    _json_argument(parser)
 
 
 def _send(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
-    source = http_url(arguments.source)
+    source = _absolute_url("SOURCE_URL", arguments.source)
     if source is None:
-        print(f"pingproxy: {arguments.source!r} is not an absolute http(s) URL", file=sys.stderr)
         return ExitStatus.USAGE
     try:
         previous = _previous_targets(arguments.previous)
@@ -189,6 +266,10 @@ def _progress_bar() -> Iterator[Progress]:
 COMMANDS: Mapping[str, Command] = {
     "serve": Command("receive pingbacks and forward them as WebMentions (the default)",
                      _no_arguments, _serve),
+    "check": Command("check a page's set-up: what senders find, whether its endpoints answer "
+                     "(harmlessly), and the fix", _check_arguments, _check),
+    "ping": Command("send one pingback from SOURCE to TARGET, as a blog does, and show the "
+                    "answer", _ping_arguments, _ping),
     "send": Command("tell every page a post links to, by WebMention or Pingback",
                     _send_arguments, _send),
 }

@@ -66,6 +66,10 @@ class Settings:
     send_allowed_sources: tuple[str, ...] = ()
     send_source_interval_seconds: float = 300.0
     send_rate_limit: Rate = Rate(30, 3600)
+    public_url: str | None = None
+    trust_forwarded: str = "off"
+    check_rate_limit: Rate | None = Rate(6, 60)
+    max_checks: int = 4
 
 
 class ConfigError(ValueError):
@@ -171,18 +175,32 @@ def _tokens(text: str) -> tuple[str, ...]:
     return tokens
 
 
+def _public_url(text: str) -> str | None:
+    """An absolute http(s) URL without query or fragment, kept without a trailing slash."""
+    url = _optional_http_url(text)
+    if url is not None and (http_url(url).query_string or http_url(url).fragment):
+        raise ValueError("must have no query string or fragment")
+    return url.rstrip("/") if url else None
+
+
 def _identifier(text: str) -> str:
     if not text or not text.replace("-", "").replace("_", "").isalnum():
         raise ValueError("must be letters, digits, '-' or '_'")
     return text
 
 
+# --trust-forwarded: off, or which headers the front proxy sets (a client can forge the other).
+TRUSTED_FORWARDING = ("off", "x-forwarded", "forwarded")
 SERVE = frozenset({"serve"})
 SEND = frozenset({"send"})
 # Settings of a send, which POST /api/send runs inside serve too.
 SEND_AND_SERVE = SEND | SERVE
 # A bearer token shorter than this could be guessed.
 MIN_TOKEN_CHARACTERS = 16
+# The subcommands that check a set-up: each step bounded like a forward.
+CHECK = frozenset({"check", "ping"})
+# The subcommands that fetch pages and call endpoints, under the same guard and bounds.
+OUTBOUND = SERVE | CHECK | SEND
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,28 +226,30 @@ OPTIONS = (
     Option("host", "--host", "ADDRESS", str, "address to listen on", ("HOST",)),
     Option("port", "--port", "PORT", _port, "port to listen on", ("PORT",)),
     Option("connect_timeout_seconds", "--connect-timeout", "SECONDS", _positive(float),
-           "seconds to wait for a connection to an endpoint or a page",
-           commands=SEND_AND_SERVE),
+           "seconds to wait for a connection to an endpoint, a page or a pingback server",
+           commands=OUTBOUND),
     Option("forward_timeout_seconds", "--timeout", "SECONDS", _positive(float),
-           "seconds one whole forward may take, discovery and redirects included"),
+           "seconds one whole forward may take, discovery and redirects included (check and "
+           "ping: each step)", commands=SERVE | CHECK),
     Option("request_timeout_seconds", "--request-timeout", "SECONDS", _positive(float),
            "seconds a sender may take to send its request body"),
     Option("max_body_bytes", "--max-body", "BYTES", _positive(int),
            "largest pingback request body accepted"),
     Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),
-           "most bytes read of an endpoint's reply", commands=SEND_AND_SERVE),
+           "most bytes read of an endpoint's or a pingback server's reply", commands=OUTBOUND),
     Option("max_inflight", "--max-inflight", "N", _positive(int),
            "forwards in flight at once; beyond it, HTTP 503 with Retry-After"),
     Option("allow_private", "--allow-private", None, _boolean,
-           "allow endpoints and fetched pages on loopback and private networks, on any port "
-           "(sidecar use, or sending from a site on this machine)", commands=SEND_AND_SERVE),
+           "allow endpoints, pingback servers and fetched pages on loopback and private "
+           "networks, on any port (a sidecar, or checking or sending from a site on your own "
+           "machine)", commands=OUTBOUND),
     Option("allowed_endpoints", "--allowed-endpoints", "HOSTS", _host_patterns,
-           "comma-separated hosts (example.com, *.example.com) that endpoints and fetched "
-           "targets must be on",
-           default_text="any public host"),
+           "comma-separated hosts (example.com, *.example.com) that endpoints, pingback "
+           "servers and fetched pages must be on",
+           default_text="any public host", commands=SERVE | CHECK),
     Option("allowed_ports", "--allowed-ports", "PORTS", _ports,
-           "comma-separated ports that endpoints and fetched pages may use",
-           default_text="80,443,8080,8443; any with --allow-private", commands=SEND_AND_SERVE),
+           "comma-separated ports that endpoints, pingback servers and fetched pages may use",
+           default_text="80,443,8080,8443; any with --allow-private", commands=OUTBOUND),
     Option("instance_id", "--instance-id", "NAME", _identifier,
            "name in the Via header that stops forwarding loops; give a fleet one name",
            default_text="random at start-up"),
@@ -256,8 +276,9 @@ OPTIONS = (
            "seconds a discovered endpoint, or its absence, is remembered (less if the target's "
            "Cache-Control says so); 0 turns the memory off"),
     Option("discovery_max_page_bytes", "--discovery-max-page", "BYTES", _positive(int),
-           "most bytes of a target's HTML read in discovery (and of the source's in send); a "
-           "longer page is read that far", commands=SEND_AND_SERVE),
+           "most bytes of a page's HTML read (a target's in discovery; in check and ping, "
+           "each page's; in send, the source's and each target's); a longer page is read that "
+           "far", commands=OUTBOUND),
     Option("max_per_endpoint_host", "--max-per-endpoint-host", "N", _non_negative(int),
            "forwards in flight at once to one endpoint host; beyond it a pingback waits up to "
            "1 s, then gets fault 50, busy (public instances)", default_text="0: off"),
@@ -301,6 +322,22 @@ OPTIONS = (
            "seconds before /api/send sends from the same source again, unless force=1"),
     Option("send_rate_limit", "--send-rate-limit", "RATE", Rate.parse,
            "/api/send requests per token, as 10/min or 30/h; beyond it, HTTP 429"),
+    Option("public_url", "--public-url", "URL", _public_url,
+           "the address people reach this pingproxy at (behind a router, or under a path): "
+           "the pingback URLs the pages show, and check's fix, use it",
+           default_text="the address each request came to; check: none",
+           commands=SERVE | {"check"}),
+    Option("trust_forwarded", "--trust-forwarded", "off|x-forwarded|forwarded",
+           _one_of(*TRUSTED_FORWARDING),
+           "behind a front proxy, take the client's address, the scheme and the host from "
+           "the headers it sets: x-forwarded (X-Forwarded-For, -Proto, -Host) or forwarded "
+           "(Forwarded); only the values the nearest proxy added count"),
+    Option("check_rate_limit", "--check-rate-limit", "RATE", _optional_rate,
+           "checks per client address at /check (an IPv6 client is its /64), as 6/min or "
+           "30/h; beyond it, HTTP 429 with Retry-After; off turns the limit off"),
+    Option("max_checks", "--max-checks", "N", _non_negative(int),
+           "checks running at once at /check; beyond it, HTTP 503 with Retry-After; 0 turns "
+           "/check off"),
 )
 
 

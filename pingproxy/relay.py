@@ -57,6 +57,7 @@ class _Journey:
     target: str
     request_id: str
     started: float
+    client: str | None  # the sender's address (the real client's, with --trust-forwarded)
 
 
 class Relay:
@@ -116,7 +117,7 @@ class Relay:
         used, or else the target's is discovered; proxy_host (the Host this request came
         to) tells a discovered endpoint that is this proxy itself.
         """
-        journey = _Journey(source, target, request_id, time.perf_counter())
+        journey = _Journey(source, target, request_id, time.perf_counter(), sender)
         if endpoint_text is None:
             endpoint_text = self._settings.default_endpoint
         try:
@@ -276,6 +277,7 @@ class Relay:
             "source": journey.source,
             "target": journey.target,
             "request_id": journey.request_id,
+            "client": journey.client,
         }
         logger.info(
             "pingback %s", " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
@@ -291,6 +293,7 @@ def _forwarded_node(address: str | None) -> str:
     """A node for the Forwarded header's for= (RFC 7239 section 6): IPv6 quoted in brackets."""
     if not address:
         return "unknown"
+    address = address.strip("[]")  # a front proxy's Forwarded: for= may bracket IPv6 already
     return f'"[{address}]"' if ":" in address else address
 
 

@@ -1,12 +1,15 @@
 """The README tells the truth about settings and outcomes."""
 
+import re
 from pathlib import Path
 
 import pytest
 
+from pingproxy import findings
 from pingproxy.config import OPTIONS
 from pingproxy.errors import FAULT_CODES, Outcome
 from pingproxy.webmention import ERROR_PHRASES
+from tests.test_check_command_functional import PAGE_KEYS, PROBE_KEYS, REPORT_KEYS
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -39,3 +42,19 @@ def test_every_error_phrase_is_in_the_fault_table_with_its_code(phrase):
             if line.startswith("|") and f'"{phrase}"' in line]
 
     assert any(f"fault {code} " in row for row in rows)
+
+
+def _table_rows(first_cell: str) -> list[str]:
+    return [line for line in README.splitlines() if line.startswith(f"| {first_cell} |")]
+
+
+@pytest.mark.parametrize("key", sorted(REPORT_KEYS | PAGE_KEYS | PROBE_KEYS))
+def test_every_field_of_the_check_json_is_documented(key):
+    table = README.split("`--json` prints the same report as one JSON object:")[1].split("\n\n")[1]
+
+    assert re.search(rf"`{key}`|[{{,] ?{key}\b", table)
+
+
+@pytest.mark.parametrize("code", findings.CONCERN_CODES)
+def test_every_concern_is_in_the_concern_table(code):
+    assert _table_rows(f"`{code}`")

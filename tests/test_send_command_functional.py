@@ -156,7 +156,7 @@ async def test_the_guard_refuses_loopback_without_allow_private(blog):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["send", "not-a-url"], "pingproxy: 'not-a-url' is not an absolute http(s) URL"),
+    (["send", "not-a-url"], "pingproxy: SOURCE_URL must be an absolute http(s) URL: 'not-a-url'"),
     (["send", "https://blog.example/", "--previous", "/nonexistent/report.json"],
      "pingproxy: --previous /nonexistent/report.json: [Errno 2] No such file or directory"),
     (["send"], "the following arguments are required: SOURCE_URL"),
