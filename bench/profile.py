@@ -32,7 +32,7 @@ from bench.run import (
     Bench,
     Plan,
     Subject,
-    junk_requests,
+    bad_url_requests,
     ping_body,
     pingproxy_path,
 )
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pings = [{"path": pingproxy_path(endpoint), "body": ping_body(),
                       "content_type": XML_CONTENT_TYPE}]
             profile(bench, endpoint, "pingbacks", pings, PINGPROXY_SUCCESS)
-            profile(bench, endpoint, "junk", junk_requests(pingproxy_path(endpoint)), FAULT)
+            profile(bench, endpoint, "junk", bad_url_requests(pingproxy_path(endpoint)), FAULT)
         finally:
             bench.stop(endpoint)
     return 0

@@ -1,4 +1,4 @@
-"""Run every scenario of issue 6 on loopback and write the table, the JSON and BENCHMARKS.md.
+"""Run every scenario on loopback and write the tables, the JSON and BENCHMARKS.md.
 
 ``python -m bench.run [--quick]`` from the repository (``make bench`` does it in the venv).
 Each server and the load generator is its own process; every load is bounded in time and
@@ -73,6 +73,13 @@ def ping_body(source: str = SOURCE, target: str = TARGET, method: str = "pingbac
     return xmlrpc.client.dumps((source, target), method)
 
 
+def bad_url_requests(endpoint_path: str) -> list[dict]:
+    """Issue 13's junk: a well-formed pingback.ping whose source is no URL, refused with a
+    fault by pingproxy (fault 16); the cheapest refusal that still parses the whole call."""
+    return [{"path": endpoint_path, "body": ping_body(source="not a url"),
+             "content_type": XML_CONTENT_TYPE}]
+
+
 def junk_requests(endpoint_path: str) -> list[dict]:
     """What spam and broken senders send: every one answered with a fault, nothing forwarded."""
     valid = ping_body()
@@ -108,7 +115,7 @@ class Bench:
         self.work = work_directory
         self.running: list[Server] = []
         self.help_text = subprocess.run(
-            [sys.executable, "-m", "pingproxy", "--help"], capture_output=True, text=True,
+            [sys.executable, "-m", "pingproxy", "serve", "--help"], capture_output=True, text=True,
             check=True, timeout=60).stdout
 
     def supports(self, flag: str) -> bool:
@@ -244,24 +251,33 @@ class Bench:
             self.stop(*(subject.server for subject in subjects[1:]))
 
     def slow_endpoint(self) -> list[dict]:
-        """Scenario 2: 1 000 pingbacks at once to an endpoint that takes 1 s to answer.
+        """Scenario 2: 1 000 requests at once to an endpoint that takes 1 s to answer: straight
+        to it (the same client, the same count), then as pingbacks through pingproxy.
 
-        The first burst meets a fresh proxy, which must open every connection to the endpoint
-        (as after a quiet spell); the second finds them pooled. Wall time counts from before
-        the first connect to the last answer; latency from each request's write.
+        The first pingback burst meets a fresh proxy, which must open every connection to the
+        endpoint (as after a quiet spell); the second finds them pooled. Wall time counts from
+        before the first connect to the last answer; latency from each request's write.
         """
         slow = self.start_endpoint(delay_seconds=SLOW_ENDPOINT_DELAY_SECONDS)
         proxy, _ = self.start_pingproxy(slow, "--max-inflight", str(SLOW_MAX_INFLIGHT))
-        spec = {"mode": "burst", "port": proxy.port, "count": SLOW_PINGBACKS,
-                "timeout_seconds": SLOW_TIMEOUT_SECONDS, "expect": PINGPROXY_SUCCESS,
-                "requests": [{"path": pingproxy_path(slow), "body": ping_body(),
-                              "content_type": XML_CONTENT_TYPE}]}
+        form = urlencode({"source": SOURCE, "target": TARGET})
+        bursts = [
+            ("direct", "fresh", slow, ENDPOINT_SUCCESS,
+             {"path": ENDPOINT_PATH, "body": form, "content_type": FORM_CONTENT_TYPE}),
+            ("pingproxy", "cold", proxy, PINGPROXY_SUCCESS,
+             {"path": pingproxy_path(slow), "body": ping_body(), "content_type": XML_CONTENT_TYPE}),
+        ]
+        bursts.append(("pingproxy", "warm", *bursts[1][2:]))
         rows = []
         try:
-            for pool in ("cold", "warm"):
-                proxy.reset_peak_memory()
+            for path, pool, server, expect, request in bursts:
+                spec = {"mode": "burst", "port": server.port, "count": SLOW_PINGBACKS,
+                        "timeout_seconds": SLOW_TIMEOUT_SECONDS, "expect": expect,
+                        "requests": [request]}
+                server.reset_peak_memory()
                 result = run_load(spec, self.work)
-                rows.append({"pool": pool, **result, "peak_rss_mb": proxy.peak_memory_megabytes()})
+                rows.append({"path": path, "pool": pool, **result,
+                             "peak_rss_mb": server.peak_memory_megabytes()})
         finally:
             self.stop(proxy, slow)
         return rows
@@ -290,14 +306,20 @@ class Bench:
             self.stop(*(subject.server for subject in subjects))
 
     def junk(self, endpoint: Server) -> list[dict]:
-        """Scenario 4: a flood of junk at pingproxy and at a bare handler answering 200."""
-        requests = junk_requests(pingproxy_path(endpoint))
+        """Scenario 4: junk at pingproxy and at a bare handler answering 200: the bad-URL call
+        of issue 13's goal, then a mixed flood of everything spam and broken senders send."""
+        path = pingproxy_path(endpoint)
         proxy, _ = self.start_pingproxy(endpoint)
         bare = self.start_helper("bare")
-        subjects = [Subject({"path": "pingproxy"}, proxy, requests, FAULT),
-                    Subject({"path": "bare handler"}, bare, requests, BARE_SUCCESS)]
+        rows = []
         try:
-            return self.compare(subjects, [self.plan.junk_concurrency])
+            for load, requests in (("bad URL", bad_url_requests(path)),
+                                   ("mixed", junk_requests(path))):
+                subjects = [Subject({"path": "pingproxy", "load": load}, proxy, requests, FAULT),
+                            Subject({"path": "bare handler", "load": load}, bare, requests,
+                                    BARE_SUCCESS)]
+                rows += self.compare(subjects, [self.plan.junk_concurrency])
+            return rows
         finally:
             self.stop(proxy, bare)
 

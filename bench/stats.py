@@ -57,7 +57,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One goal of issue 6: a measured value compared with a limit."""
+    """One goal: a measured value compared with a limit."""
 
     name: str
     value: float | None

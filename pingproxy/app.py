@@ -6,30 +6,48 @@ other status as a transport error and never read the fault.
 """
 
 import asyncio
+import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import HttpVersion11, StreamReader, hdrs, web
+from aiohttp_remotes import ForwardedRelaxed, XForwardedRelaxed
 
-from pingproxy import inbound, outbound, pages, pingback
+from pingproxy import diagnose, inbound, outbound, pages, pingback, report
 from pingproxy.config import Settings
-from pingproxy.errors import Outcome, PingproxyError, RequestError
+from pingproxy.errors import Outcome, PingproxyError, RequestError, Throttled
 from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pingproxy.metrics import Metrics
-from pingproxy.relay import RETRY_AFTER_SECONDS, Relay
-from pingproxy.urls import endpoint_from_forward, endpoint_from_path, pingback_url
+from pingproxy.netguard import DestinationPolicy
+from pingproxy.relay import Relay
+from pingproxy.send import Sender, SourceUnusable
+from pingproxy.send_gate import GateRefusal, SendGate
+from pingproxy.send_report import as_json
+from pingproxy.urls import endpoint_from_forward, endpoint_from_path, http_url
 
 SETTINGS = web.AppKey("settings", Settings)
 RELAY = web.AppKey("relay", Relay)
 METRICS = web.AppKey("metrics", Metrics)
+SENDER = web.AppKey("sender", Sender)
+SEND_GATE = web.AppKey("send_gate", SendGate)
+CLIENT_SESSION = web.AppKey("client_session", aiohttp.ClientSession)
+POLICY = web.AppKey("policy", DestinationPolicy)
+CHECK_GATE = web.AppKey("check_gate", diagnose.CheckGate)
+
+# --trust-forwarded: which front-proxy headers name the client, the scheme and the host. Only
+# the values the nearest proxy added count (aiohttp-remotes' "relaxed" readers, one hop).
+FRONT_PROXY_READERS = {"x-forwarded": XForwardedRelaxed, "forwarded": ForwardedRelaxed}
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 # A platform router's request id (Heroku sets one) is reused when it looks like one.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 logger = logging.getLogger("pingproxy.app")
+check_logger = logging.getLogger("pingproxy.check")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -37,8 +55,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes + 1,
                           handler_args=inbound.handler_args(settings),
                           middlewares=[inbound.track_requests])
+    if settings.trust_forwarded in FRONT_PROXY_READERS:  # off: no middleware, no cost
+        app.middlewares.append(FRONT_PROXY_READERS[settings.trust_forwarded]().middleware)
+    pages.setup(app)
     app[SETTINGS] = settings
     app[METRICS] = Metrics(multiprocess_dir=settings.metrics_dir if settings.workers > 1 else None)
+    app[SEND_GATE] = SendGate(settings)
     app.on_startup.append(inbound.quiet_accept_failures)
     app.cleanup_ctx.append(_relay_context)
     app.router.add_get("/healthz", healthz)
@@ -48,6 +70,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/", ping_without_endpoint, expect_handler=_expect_body)
     app.router.add_get("/webmention", forward_page)
     app.router.add_post("/webmention", ping_forward, expect_handler=_expect_body)
+    app.router.add_post("/api/send", api_send)
+    if settings.max_checks:
+        app[CHECK_GATE] = diagnose.CheckGate(settings)
+    app.router.add_get("/check", check_page)
     app.router.add_get("/{endpoint:.+}", endpoint_page)
     app.router.add_post("/{endpoint:.+}", ping_path, expect_handler=_expect_body)
     return app
@@ -58,7 +84,9 @@ async def _relay_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     policy = outbound.policy_for(settings)
     async with outbound.open_session(settings, policy) as session:
+        app[CLIENT_SESSION], app[POLICY] = session, policy  # checks share them
         app[RELAY] = Relay(settings, session, policy, app[METRICS])
+        app[SENDER] = Sender(session, policy, settings)
         yield
         await app[RELAY].drain(settings.forward_timeout_seconds)
 
@@ -74,7 +102,65 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def landing(request: web.Request) -> web.Response:
-    return web.Response(text=pages.landing(_origin(request)), content_type="text/html")
+    settings = request.app[SETTINGS]
+    context = pages.landing(_public_base(request), request.query.get("endpoint"),
+                            request.app[POLICY], checks=bool(settings.max_checks))
+    return pages.render("landing.html", request, _public_base(request), context)
+
+
+async def check_page(request: web.Request) -> web.StreamResponse:
+    """GET /check?url=...: the check report as a page, or as JSON when that is asked for."""
+    if CHECK_GATE not in request.app:  # --max-checks 0
+        raise web.HTTPNotFound(text="checks are turned off on this pingproxy")
+    url_text = request.query.get("url", "").strip()
+    url = http_url(url_text)
+    if url is None:
+        problem = "Enter the full address of a page, starting with https:// or http://."
+        if not url_text and not _wants_json(request):
+            problem = None  # the bare form
+        return _check_answer(request, url_text, problem, None, 400 if problem else 200)
+    started = time.perf_counter()
+    try:
+        async with request.app[CHECK_GATE].admitted(request.remote):
+            found = await diagnose.check(request.app[CLIENT_SESSION], request.app[POLICY],
+                                         request.app[SETTINGS], url,
+                                         proxy_base=_public_base(request))
+    except Throttled as refusal:
+        return _check_refused(request, refusal)
+    check_logger.info("check status=%s client=%s duration_ms=%.1f url=%s", found.status.value,
+                      request.remote, (time.perf_counter() - started) * 1000,
+                      json.dumps(url_text))
+    return _check_answer(request, url_text, None, report.check_json(found))
+
+
+def _check_answer(request: web.Request, url_text: str, problem: str | None,
+                  document: dict | None, status: int = 200) -> web.Response:
+    if _wants_json(request):
+        return web.json_response(document if problem is None else
+                                 {"error": "invalid_url", "error_description": problem},
+                                 status=status)
+    return pages.render("check.html", request, _public_base(request),
+                        pages.check(url_text, problem, document), status=status)
+
+
+def _check_refused(request: web.Request, refusal: Throttled) -> web.Response:
+    """429 for a client over its rate, 503 when too many checks run; Retry-After on both."""
+    headers = {hdrs.RETRY_AFTER: str(refusal.retry_after_seconds)}
+    if _wants_json(request):
+        return web.json_response({"error": refusal.outcome.value,
+                                  "error_description": str(refusal)},
+                                 status=refusal.http_status, headers=headers)
+    response = pages.render("refused.html", request, _public_base(request),
+                            pages.refused("Try again later", f"{str(refusal).capitalize()}."),
+                            status=refusal.http_status)
+    response.headers.update(headers)
+    return response
+
+
+def _wants_json(request: web.Request) -> bool:
+    """Accept: application/json (without text/html) asks for the JSON report."""
+    accept = request.headers.get(hdrs.ACCEPT, "")
+    return "application/json" in accept and "text/html" not in accept
 
 
 async def endpoint_page(request: web.Request) -> web.Response:
@@ -97,6 +183,27 @@ async def ping_without_endpoint(request: web.Request) -> web.Response:
     return await _answer(request, None)
 
 
+async def api_send(request: web.Request) -> web.Response:
+    """A send for a deploy hook, answered with its JSON report; 404 without a valid token,
+    exactly as for a path that does not exist."""
+    gate = request.app[SEND_GATE]
+    token = gate.token(request.headers.get(hdrs.AUTHORIZATION))
+    if token is None:
+        raise web.HTTPNotFound()
+    try:
+        send_request = await gate.admit(token, await request.post())
+        report = await request.app[SENDER].send(send_request)
+    except GateRefusal as refusal:
+        headers = ({} if refusal.retry_after_seconds is None
+                   else {hdrs.RETRY_AFTER: str(refusal.retry_after_seconds)})
+        return web.json_response({"error": refusal.error, "message": str(refusal)},
+                                 status=refusal.status, headers=headers)
+    except SourceUnusable as error:
+        return web.json_response({"error": "source_unusable", "message": str(error)},
+                                 status=502)
+    return web.json_response(as_json(report))
+
+
 def _path_endpoint(request: web.Request) -> str:
     return endpoint_from_path(request.rel_url.raw_path, request.rel_url.raw_query_string)
 
@@ -105,15 +212,15 @@ def _forward_endpoint(request: web.Request) -> str:
     return endpoint_from_forward(list(request.rel_url.query.items()))
 
 
-def _origin(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+def _public_base(request: web.Request) -> str:
+    """The address people reach this pingproxy at: --public-url, else the one the request
+    came to (with --trust-forwarded, as the front proxy says it came)."""
+    return request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
 
 
 def _endpoint_page(request: web.Request, endpoint_text: str) -> web.Response:
-    origin = _origin(request)
-    address = pingback_url(origin, endpoint_text)
-    return web.Response(text=pages.endpoint(origin, endpoint_text, address),
-                        content_type="text/html")
+    base = _public_base(request)
+    return pages.render("endpoint.html", request, base, pages.endpoint(base, endpoint_text))
 
 
 async def _answer(request: web.Request, endpoint_text: str | None) -> web.Response:
@@ -123,6 +230,8 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
     """
     relay = request.app[RELAY]
     try:
+        if relay.limits_clients:
+            await relay.admit(request.remote)
         via = request.headers.getall(hdrs.VIA, [])
         relay.check_loop(via)
         call = pingback.parse_call(await _read_body(request))
@@ -219,6 +328,6 @@ def _xml(body: bytes, request_id: str | None = None, status: int = 200) -> web.R
 def _fault(error: PingproxyError, request_id: str | None = None) -> web.Response:
     response = _xml(pingback.render_fault(error.fault_code, str(error)), request_id,
                     error.http_status)
-    if error.outcome is Outcome.OVER_CAPACITY:
-        response.headers[hdrs.RETRY_AFTER] = str(RETRY_AFTER_SECONDS)
+    if error.retry_after_seconds is not None:
+        response.headers[hdrs.RETRY_AFTER] = str(error.retry_after_seconds)
     return response

@@ -1,8 +1,9 @@
 """Settings: one frozen object, built from command-line flags and environment variables.
 
 Every setting is one row of OPTIONS: its flag, its environment variables (first set wins,
-the flag beats them all), its parser and its help. Nothing here reads os.environ: the
-command line passes the environment in, and tests build Settings directly.
+the flag beats them all), its parser, its help, and the subcommands that take it. Nothing
+here reads os.environ: the command line passes the environment in, and tests build Settings
+directly.
 """
 
 import argparse
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from pingproxy import __version__
+from pingproxy.limits import Rate
 from pingproxy.logs import LOG_FORMATS, LOG_LEVELS
 from pingproxy.urls import http_url
 
@@ -55,6 +57,25 @@ class Settings:
     default_endpoint: str | None = None
     discovery_cache_seconds: float = 300.0
     discovery_max_page_bytes: int = 1024 * 1024
+    max_per_endpoint_host: int = 0
+    rate_limit: Rate | None = None
+    rate_limit_burst: int | None = None
+    send_concurrency: int = 8
+    send_per_host: int = 2
+    send_request_timeout_seconds: float = 10.0
+    send_read_timeout_seconds: float = 5.0
+    send_run_timeout_seconds: float = 60.0
+    send_retry_max_wait_seconds: float = 10.0
+    send_retry_backoff_seconds: float = 1.0
+    send_max_targets: int = 100
+    send_tokens: tuple[str, ...] = field(default=(), repr=False)
+    send_allowed_sources: tuple[str, ...] = ()
+    send_source_interval_seconds: float = 300.0
+    send_rate_limit: Rate = Rate(30, 3600)
+    public_url: str | None = None
+    trust_forwarded: str = "off"
+    check_rate_limit: Rate | None = Rate(6, 60)
+    max_checks: int = 4
 
 
 class ConfigError(ValueError):
@@ -149,10 +170,43 @@ def _optional_http_url(text: str) -> str | None:
     return text.strip()
 
 
+def _optional_rate(text: str) -> Rate | None:
+    return None if text.strip().lower() in ("", "off", "0") else Rate.parse(text)
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    tokens = tuple(filter(None, (part.strip() for part in text.split(","))))
+    if any(len(token) < MIN_TOKEN_CHARACTERS for token in tokens):
+        raise ValueError(f"each token must have at least {MIN_TOKEN_CHARACTERS} characters")
+    return tokens
+
+
+def _public_url(text: str) -> str | None:
+    """An absolute http(s) URL without query or fragment, kept without a trailing slash."""
+    url = _optional_http_url(text)
+    if url is not None and (http_url(url).query_string or http_url(url).fragment):
+        raise ValueError("must have no query string or fragment")
+    return url.rstrip("/") if url else None
+
+
 def _identifier(text: str) -> str:
     if not text or not text.replace("-", "").replace("_", "").isalnum():
         raise ValueError("must be letters, digits, '-' or '_'")
     return text
+
+
+# --trust-forwarded: off, or which headers the front proxy sets (a client can forge the other).
+TRUSTED_FORWARDING = ("off", "x-forwarded", "forwarded")
+SERVE = frozenset({"serve"})
+SEND = frozenset({"send"})
+# Settings of a send, which POST /api/send runs inside serve too.
+SEND_AND_SERVE = SEND | SERVE
+# A bearer token shorter than this could be guessed.
+MIN_TOKEN_CHARACTERS = 16
+# The subcommands that check a set-up: each step bounded like a forward.
+CHECK = frozenset({"check", "ping"})
+# The subcommands that fetch pages and call endpoints, under the same guard and bounds.
+OUTBOUND = SERVE | CHECK | SEND
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +220,7 @@ class Option:
     help: str
     platform_environment: tuple[str, ...] = ()
     default_text: str | None = None
+    commands: frozenset[str] = SERVE
 
     @property
     def environment(self) -> tuple[str, ...]:
@@ -177,9 +232,11 @@ OPTIONS = (
     Option("host", "--host", "ADDRESS", str, "address to listen on", ("HOST",)),
     Option("port", "--port", "PORT", _port, "port to listen on", ("PORT",)),
     Option("connect_timeout_seconds", "--connect-timeout", "SECONDS", _positive(float),
-           "seconds to wait for a connection to the endpoint"),
+           "seconds to wait for a connection to an endpoint, a page or a pingback server",
+           commands=OUTBOUND),
     Option("forward_timeout_seconds", "--timeout", "SECONDS", _positive(float),
-           "seconds one whole forward may take, discovery and redirects included"),
+           "seconds one whole forward may take, discovery and redirects included (check and "
+           "ping: each step)", commands=SERVE | CHECK),
     Option("request_timeout_seconds", "--request-timeout", "SECONDS", _positive(float),
            "seconds a sender may take to send its request body"),
     Option("header_timeout_seconds", "--header-timeout", "SECONDS", _positive(float),
@@ -198,19 +255,20 @@ OPTIONS = (
     Option("max_url_characters", "--max-url", "CHARACTERS", _positive(int),
            "longest source, target or endpoint URL accepted, named or discovered"),
     Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),
-           "most bytes read of an endpoint's reply"),
+           "most bytes read of an endpoint's or a pingback server's reply", commands=OUTBOUND),
     Option("max_inflight", "--max-inflight", "N", _positive(int),
            "forwards in flight at once; beyond it, HTTP 503 with Retry-After"),
     Option("allow_private", "--allow-private", None, _boolean,
-           "allow endpoints and fetched targets on loopback and private networks, on any port "
-           "(sidecar use)"),
+           "allow endpoints, pingback servers and fetched pages on loopback and private "
+           "networks, on any port (a sidecar, or checking or sending from a site on your own "
+           "machine)", commands=OUTBOUND),
     Option("allowed_endpoints", "--allowed-endpoints", "HOSTS", _host_patterns,
-           "comma-separated hosts (example.com, *.example.com) that endpoints and fetched "
-           "targets must be on",
-           default_text="any public host"),
+           "comma-separated hosts (example.com, *.example.com) that endpoints, pingback "
+           "servers and fetched pages must be on",
+           default_text="any public host", commands=SERVE | CHECK),
     Option("allowed_ports", "--allowed-ports", "PORTS", _ports,
-           "comma-separated ports that endpoints and fetched targets may use",
-           default_text="80,443,8080,8443; any with --allow-private"),
+           "comma-separated ports that endpoints, pingback servers and fetched pages may use",
+           default_text="80,443,8080,8443; any with --allow-private", commands=OUTBOUND),
     Option("instance_id", "--instance-id", "NAME", _identifier,
            "name in the Via header that stops forwarding loops; give a fleet one name",
            default_text="random at start-up"),
@@ -237,19 +295,88 @@ OPTIONS = (
            "seconds a discovered endpoint, or its absence, is remembered (less if the target's "
            "Cache-Control says so); 0 turns the memory off"),
     Option("discovery_max_page_bytes", "--discovery-max-page", "BYTES", _positive(int),
-           "most bytes of a target's HTML read in discovery; a longer page is read that far"),
+           "most bytes of a page's HTML read (a target's in discovery; in check and ping, "
+           "each page's; in send, the source's and each target's); a longer page is read that "
+           "far", commands=OUTBOUND),
+    Option("max_per_endpoint_host", "--max-per-endpoint-host", "N", _non_negative(int),
+           "forwards in flight at once to one endpoint host; beyond it a pingback waits up to "
+           "1 s, then gets fault 50, busy (public instances)", default_text="0: off"),
+    Option("rate_limit", "--rate-limit", "RATE", _optional_rate,
+           "pingback requests per client address (an IPv6 client is its /64), as 10/s, 30/min "
+           "or 500/h; beyond it, HTTP 429 with Retry-After (public instances)",
+           default_text="off"),
+    Option("rate_limit_burst", "--rate-limit-burst", "N", _positive(int),
+           "requests a client may send at once within --rate-limit",
+           default_text="the rate's count"),
+    Option("send_concurrency", "--send-concurrency", "N", _positive(int),
+           "requests a send makes at once", commands=SEND_AND_SERVE),
+    Option("send_per_host", "--send-per-host", "N", _positive(int),
+           "requests a send makes at once to one host (a target's page and its endpoint each "
+           "count for their own host)", commands=SEND_AND_SERVE),
+    Option("send_request_timeout_seconds", "--send-request-timeout", "SECONDS", _positive(float),
+           "seconds one request of a send may take, its reply read", commands=SEND_AND_SERVE),
+    Option("send_read_timeout_seconds", "--send-read-timeout", "SECONDS", _positive(float),
+           "seconds a send waits for each read of a reply", commands=SEND_AND_SERVE),
+    Option("send_run_timeout_seconds", "--send-run-timeout", "SECONDS", _positive(float),
+           "seconds a whole send may take; targets unfinished by then have failed",
+           commands=SEND_AND_SERVE),
+    Option("send_retry_max_wait_seconds", "--send-retry-max-wait", "SECONDS",
+           _non_negative(float),
+           "longest Retry-After a send waits before its one retry (a longer one is cut to it)",
+           commands=SEND_AND_SERVE),
+    Option("send_retry_backoff_seconds", "--send-retry-backoff", "SECONDS", _non_negative(float),
+           "seconds a send waits before its one retry when no Retry-After says",
+           commands=SEND_AND_SERVE),
+    Option("send_max_targets", "--send-max-targets", "N", _positive(int),
+           "most targets one send notifies; further links are skipped", commands=SEND_AND_SERVE),
+    Option("send_tokens", "--send-token", "TOKENS", _tokens,
+           "comma-separated bearer tokens that open POST /api/send, each of at least "
+           f"{MIN_TOKEN_CHARACTERS} characters (prefer the environment: ps shows flags)",
+           default_text="none: /api/send answers 404"),
+    Option("send_allowed_sources", "--send-allowed-sources", "HOSTS", _host_patterns,
+           "comma-separated hosts (example.com, *.example.com) whose pages /api/send may send "
+           "from", default_text="any host"),
+    Option("send_source_interval_seconds", "--send-source-interval", "SECONDS",
+           _non_negative(float),
+           "seconds before /api/send sends from the same source again, unless force=1"),
+    Option("send_rate_limit", "--send-rate-limit", "RATE", Rate.parse,
+           "/api/send requests per token, as 10/min or 30/h; beyond it, HTTP 429"),
+    Option("public_url", "--public-url", "URL", _public_url,
+           "the address people reach this pingproxy at (behind a router, or under a path): "
+           "the pingback URLs the pages show, and check's fix, use it",
+           default_text="the address each request came to; check: none",
+           commands=SERVE | {"check"}),
+    Option("trust_forwarded", "--trust-forwarded", "off|x-forwarded|forwarded",
+           _one_of(*TRUSTED_FORWARDING),
+           "behind a front proxy, take the client's address, the scheme and the host from "
+           "the headers it sets: x-forwarded (X-Forwarded-For, -Proto, -Host) or forwarded "
+           "(Forwarded); only the values the nearest proxy added count"),
+    Option("check_rate_limit", "--check-rate-limit", "RATE", _optional_rate,
+           "checks per client address at /check (an IPv6 client is its /64), as 6/min or "
+           "30/h; beyond it, HTTP 429 with Retry-After; off turns the limit off"),
+    Option("max_checks", "--max-checks", "N", _non_negative(int),
+           "checks running at once at /check; beyond it, HTTP 503 with Retry-After; 0 turns "
+           "/check off"),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line, each option showing its default and environment variables."""
+def build_parser(command: str = "serve") -> argparse.ArgumentParser:
+    """The command line of one subcommand, its settings only."""
     parser = argparse.ArgumentParser(
         prog="pingproxy",
         description="Receive Pingbacks (XML-RPC) and forward them as WebMentions.",
     )
     parser.add_argument("--version", action="version", version=f"pingproxy {__version__}")
+    add_options(parser, command)
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the settings a subcommand takes, each showing its default and environment."""
     defaults = Settings()
     for option in OPTIONS:
+        if command not in option.commands:
+            continue
         default = option.default_text or _show(getattr(defaults, option.name))
         help_text = f"{option.help} (default: {default}; env: {', '.join(option.environment)})"
         if option.metavar is None:
@@ -258,7 +385,6 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(option.flag, dest=option.name, metavar=option.metavar,
                                 help=help_text)
-    return parser
 
 
 def _show(default: object) -> str:
@@ -267,11 +393,18 @@ def _show(default: object) -> str:
     return str(default)
 
 
-def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+def load(argv: Sequence[str], environ: Mapping[str, str], command: str = "serve") -> Settings:
     """Settings from flags, then environment variables, then defaults; ConfigError if unusable."""
-    flags = vars(build_parser().parse_args(argv))
+    return settings_from(vars(build_parser(command).parse_args(argv)), environ, command)
+
+
+def settings_from(flags: Mapping[str, object], environ: Mapping[str, str],
+                  command: str) -> Settings:
+    """Settings from parsed flags (by field name), then the environment, then the defaults."""
     values = {}
     for option in OPTIONS:
+        if command not in option.commands:
+            continue
         text, source = flags.get(option.name), option.flag
         if text is None:
             source = next((name for name in option.environment if name in environ), None)
@@ -283,4 +416,3 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         except ValueError as error:
             raise ConfigError(f"{source}: invalid value {text!r}: {error}") from None
     return Settings(**values)
-

@@ -1,9 +1,16 @@
-"""WebMention endpoint discovery (W3C WebMention Recommendation, 2017-01-12, section 3.1.2).
+"""Endpoint discovery, both protocols: what a sender finds on a fetched page.
 
-Fetch the target with GET, following redirects, and take the first endpoint it advertises:
-the first HTTP Link header with rel webmention, else the first <link> or <a> element with rel
-webmention in its HTML, in document order. Relative endpoints resolve against the final URL.
-The parsing is plain functions; ``examine`` and ``discover`` add the one fetch.
+WebMention (W3C Recommendation, 2017-01-12, section 3.1.2): fetch the target with GET,
+following redirects, and take the first endpoint it advertises: the first HTTP Link header
+with rel webmention, else the first <link> or <a> element with rel webmention in its HTML, in
+document order. Relative endpoints resolve against the final URL.
+
+Pingback 1.0 ("Autodiscovery"): the X-Pingback header, else the first match of the
+specification's own pattern for <link rel="pingback" href="...">; both must be absolute URLs.
+WordPress core, the most common pingback sender, reads the href more loosely; check reports
+what each kind of sender finds.
+
+The parsing is plain functions; ``fetch_page``, ``examine`` and ``discover`` add the one fetch.
 
 Only HTML bodies are read, and at most max_page_bytes of them: a page longer than that is
 parsed as far as it was read, so an endpoint advertised beyond the cap counts as none. The
@@ -23,6 +30,7 @@ from pingproxy import outbound
 from pingproxy.errors import DiscoveryFailed, Outcome, UpstreamError
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
+from pingproxy.urls import http_url
 
 WEBMENTION_REL = "webmention"
 HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -39,6 +47,27 @@ _HTML_WHITESPACE = " \t\n\f\r"
 _HTML_WHITESPACE_RUN = re.compile(f"[{_HTML_WHITESPACE}]+")
 # Parsing stops at the first endpoint; feeding in slices lets it stop early on a long page.
 _FEED_CHARACTERS = 64 * 1024
+
+PINGBACK_HEADER = "X-Pingback"
+# Pingback 1.0, "Autodiscovery": the regular expression a sender matches against the page,
+# and the only four entities it then expands.
+_PINGBACK_LINK = re.compile(r'<link rel="pingback" href="([^"]+)" ?/?>')
+_PINGBACK_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&amp;", "&"))
+
+STEP_LINK_HEADER = "HTTP Link header"
+STEP_PINGBACK_HEADER = f"{PINGBACK_HEADER} header"
+STEP_PINGBACK_LINK = '<link rel="pingback" href="..."> (Pingback 1.0 pattern)'
+STEP_WORDPRESS = 'rel="pingback" then href= (WordPress string search)'
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """An endpoint a page advertises: its URL (None when the reader cannot use the text as
+    one), the text as written, and the step that found it."""
+
+    url: URL | None
+    written: str
+    step: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +99,26 @@ async def discover(
     return found.required_endpoint()
 
 
+async def fetch_page(
+    session: aiohttp.ClientSession,
+    policy: DestinationPolicy,
+    url: URL,
+    *,
+    max_page_bytes: int,
+    headers: Mapping[str, str] | None = None,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> Reply:
+    """GET a page as senders do: redirects followed and each hop checked, only an HTML body
+    read, and that to max_page_bytes; UpstreamError when it cannot be fetched."""
+    return await outbound.request(
+        session, policy, "GET", url.with_fragment(None),
+        headers={"Accept": ACCEPT_HTML, **(headers or {})},
+        follow=REDIRECT_STATUSES, max_redirects=MAX_TARGET_REDIRECTS,
+        max_bytes=max_page_bytes, truncate=True, body_content_types=HTML_CONTENT_TYPES,
+        links=True, timeout=timeout,
+    )
+
+
 async def examine(
     session: aiohttp.ClientSession,
     policy: DestinationPolicy,
@@ -80,12 +129,8 @@ async def examine(
 ) -> Discovery:
     """Fetch the target once and read what it advertises; DiscoveryFailed if it fails."""
     try:
-        reply = await outbound.request(
-            session, policy, "GET", target.with_fragment(None),
-            headers={"Accept": ACCEPT_HTML, **(headers or {})},
-            follow=REDIRECT_STATUSES, max_redirects=MAX_TARGET_REDIRECTS,
-            max_bytes=max_page_bytes, truncate=True, body_content_types=HTML_CONTENT_TYPES,
-        )
+        reply = await fetch_page(session, policy, target, max_page_bytes=max_page_bytes,
+                                 headers=headers)
     except UpstreamError as error:
         raise DiscoveryFailed(
             Outcome.TARGET_FAILED, f"the target could not be fetched: {error}"
@@ -114,10 +159,18 @@ def _check_status(reply: Reply) -> None:
 
 def endpoint_in(reply: Reply) -> URL | None:
     """The endpoint a fetched target advertises: its Link headers first, then its HTML."""
+    found = webmention_found(reply)
+    return found.url if found else None
+
+
+def webmention_found(reply: Reply) -> Found | None:
+    """The WebMention endpoint a fetched page advertises, and the step that found it."""
     endpoint = link_header_endpoint(reply.links.values())
-    if endpoint is None and reply.content_type in HTML_CONTENT_TYPES:
-        endpoint = html_endpoint(_decoded(reply), reply.url)
-    return endpoint
+    if endpoint is not None:
+        return Found(endpoint, str(endpoint), STEP_LINK_HEADER)
+    if reply.content_type in HTML_CONTENT_TYPES:
+        return html_found(decoded_html(reply), reply.url)
+    return None
 
 
 def link_header_endpoint(links: Iterable[Mapping[str, object]]) -> URL | None:
@@ -135,12 +188,57 @@ def link_header_endpoint(links: Iterable[Mapping[str, object]]) -> URL | None:
 
 def html_endpoint(html: str, base: URL) -> URL | None:
     """The first <link> or <a> with rel webmention and an href in html, resolved against base."""
+    found = html_found(html, base)
+    return found.url if found else None
+
+
+def html_found(html: str, base: URL) -> Found | None:
+    """Like html_endpoint, with the element that advertised it."""
     finder = _EndpointFinder(base)
     for start in range(0, len(html), _FEED_CHARACTERS):
         finder.feed(html[start:start + _FEED_CHARACTERS])
-        if finder.endpoint is not None:
+        if finder.found is not None:
             break
-    return finder.endpoint
+    return finder.found
+
+
+def pingback_server(reply: Reply) -> Found | None:
+    """The pingback server a Pingback 1.0 sender finds: the X-Pingback header, else the
+    specification's <link> pattern in an HTML body; its URL is None unless absolute."""
+    return pingback_header(reply) or (
+        pingback_link(decoded_html(reply)) if reply.content_type in HTML_CONTENT_TYPES else None)
+
+
+def pingback_header(reply: Reply) -> Found | None:
+    """The X-Pingback header, taken as written (Pingback 1.0: an absolute URI)."""
+    written = reply.headers.get(PINGBACK_HEADER, "").strip()
+    return Found(http_url(written), written, STEP_PINGBACK_HEADER) if written else None
+
+
+def pingback_link(html: str) -> Found | None:
+    """The first match of Pingback 1.0's <link> pattern, its four entities expanded."""
+    match = _PINGBACK_LINK.search(html)
+    if match is None:
+        return None
+    written = match.group(1)
+    for entity, character in _PINGBACK_ENTITIES:
+        written = written.replace(entity, character)
+    return Found(http_url(written), written, STEP_PINGBACK_LINK)
+
+
+def wordpress_pingback_link(html: str) -> Found | None:
+    """What WordPress core's discover_pingback_server_uri() reads from a page: after the
+    first rel="pingback" (else rel='pingback'), the next href=, verbatim to the same quote;
+    no entity expanded, nothing resolved, and the href= may belong to a later element."""
+    for quote in ('"', "'"):
+        rel_at = html.find(f"rel={quote}pingback{quote}")
+        if rel_at == -1:
+            continue
+        href_at = html.find("href=", rel_at)
+        end = html.find(quote, href_at + 6) if href_at != -1 else -1
+        written = html[href_at + 6:end] if end != -1 else ""
+        return Found(http_url(written), written, STEP_WORDPRESS) if written else None
+    return None
 
 
 def has_webmention_rel(rel: str) -> bool:
@@ -155,17 +253,20 @@ class _EndpointFinder(HTMLParser):
     def __init__(self, base: URL) -> None:
         super().__init__(convert_charrefs=True)
         self._base = base
-        self.endpoint: URL | None = None
+        self.found: Found | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.endpoint is not None or tag not in ("link", "a"):
+        if self.found is not None or tag not in ("link", "a"):
             return
         # When an attribute repeats, HTML keeps the first.
         attributes = dict(reversed(attrs))
         if "href" not in attributes or not has_webmention_rel(attributes.get("rel") or ""):
             return
         # An empty href (or a bare "href") is a relative URL naming the document itself.
-        self.endpoint = _resolved(self._base, attributes["href"] or "")
+        written = attributes["href"] or ""
+        endpoint = _resolved(self._base, written)
+        if endpoint is not None:
+            self.found = Found(endpoint, written, f'<{tag} rel="webmention"> element')
 
 
 def _resolved(base: URL, href: str) -> URL | None:
@@ -183,8 +284,9 @@ def _http_only(url: URL) -> URL | None:
     return url.with_fragment(None)
 
 
-def _decoded(reply: Reply) -> str:
-    """The body as text in its declared charset; UTF-8 when it names none or no text codec."""
+def decoded_html(reply: Reply) -> str:
+    """The body (HTML or any text) in its declared charset; UTF-8 when it names none or no
+    text codec."""
     try:
         return reply.body.decode(reply.charset or "utf-8", "replace")
     except LookupError:

@@ -15,13 +15,13 @@ A burst of pingbacks to one target therefore costs one fetch.
 
 import asyncio
 import time
-from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from yarl import URL
 
 from pingproxy.discovery import Discovery, too_slow
+from pingproxy.limits import HostSlots
 
 MAX_CACHED_TARGETS = 10_000
 MAX_DISCOVERIES_PER_HOST = 2
@@ -62,12 +62,10 @@ class EndpointCache:
         self._timeout_seconds = timeout_seconds
         self._ttl_seconds = ttl_seconds
         self._max_entries = max_entries
-        self._per_host = per_host
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, Discovery]] = OrderedDict()
         self._flights: dict[str, asyncio.Task[Discovery]] = {}
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
-        self._host_users: Counter[str] = Counter()
+        self._host_slots = HostSlots(per_host)
 
     async def endpoint(self, target: URL) -> URL:
         """The target's endpoint, remembered or discovered; DiscoveryFailed when there is none.
@@ -126,7 +124,7 @@ class EndpointCache:
         # Bounded by itself: the pingbacks waiting for it may all give up before it ends.
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                async with self._host_slot(target.host or ""):
+                async with self._host_slots.slot(target.host or ""):
                     found = await self._examine(target)
         except TimeoutError:
             raise too_slow(self._timeout_seconds) from None
@@ -138,16 +136,3 @@ class EndpointCache:
             del self._flights[key]
         if not flight.cancelled():
             flight.exception()  # retrieved: every pingback waiting for it may have given up
-
-    @asynccontextmanager
-    async def _host_slot(self, host: str) -> AsyncIterator[None]:
-        """One of the host's few discovery slots; its semaphore lives while anyone uses it."""
-        slots = self._host_slots.setdefault(host, asyncio.Semaphore(self._per_host))
-        self._host_users[host] += 1
-        try:
-            async with slots:
-                yield
-        finally:
-            self._host_users[host] -= 1
-            if not self._host_users[host]:
-                del self._host_users[host], self._host_slots[host]

@@ -11,6 +11,8 @@ names each outcome once, so the answer, the log line and the metrics all speak o
      +-- EndpointRefused      the endpoint answered with an error, mapped by meaning
      +-- DiscoveryFailed      the target names no usable endpoint: gone (32), failing (50),
                               or advertising none (33)
+     +-- Throttled            an opt-in limit turned it away for now: a client over its rate
+                              (429), an endpoint host with its share in flight (50)
 """
 
 from enum import Enum
@@ -43,6 +45,8 @@ class Outcome(str, Enum):
     ALREADY_REGISTERED = "already_registered"
     ACCESS_DENIED = "access_denied"
     RATE_LIMITED = "rate_limited"
+    CLIENT_RATE_LIMITED = "client_rate_limited"
+    ENDPOINT_BUSY = "endpoint_busy"
     FORBIDDEN_DESTINATION = "forbidden_destination"
     REJECTED = "rejected"
     UPSTREAM_FAILED = "upstream_failed"
@@ -73,10 +77,40 @@ FAULT_CODES: dict[Outcome, int] = {
     Outcome.ALREADY_REGISTERED: 0x0030,
     Outcome.ACCESS_DENIED: 0x0031,
     Outcome.RATE_LIMITED: 0x0031,
+    Outcome.CLIENT_RATE_LIMITED: 0x0031,
     Outcome.FORBIDDEN_DESTINATION: 0x0031,
     Outcome.UPSTREAM_FAILED: 0x0032,
     Outcome.TARGET_FAILED: 0x0032,
+    Outcome.ENDPOINT_BUSY: 0x0032,
 }
+
+# What each fault code means, in the words of Pingback 1.0 ("Error codes") and of the XML-RPC
+# fault code interoperability specification: check and send name every fault they receive.
+FAULT_MEANINGS: dict[int, str] = {
+    0: "a generic fault",
+    0x0010: "the source URI does not exist",
+    0x0011: "the source URI does not contain a link to the target URI",
+    0x0020: "the target URI does not exist",
+    0x0021: "the target URI cannot be used as a target",
+    0x0030: "the pingback has already been registered",
+    0x0031: "access denied",
+    0x0032: "the server could not communicate with an upstream server, or got an error from it",
+    -32700: "parse error: not well formed",
+    -32701: "parse error: unsupported encoding",
+    -32702: "parse error: invalid character for encoding",
+    -32600: "server error: invalid XML-RPC, not conforming to the specification",
+    -32601: "server error: requested method not found",
+    -32602: "server error: invalid method parameters",
+    -32603: "server error: internal XML-RPC error",
+}
+# Pingback 1.0: a sender stops retrying a link on success or on this fault.
+ALREADY_REGISTERED_FAULT = 0x0030
+
+
+def fault_meaning(code: int) -> str:
+    """What a fault code means, for people; codes outside both specifications say so."""
+    return FAULT_MEANINGS.get(code, "a fault code that neither Pingback 1.0 nor XML-RPC defines")
+
 
 # XML-RPC answers travel on HTTP 200 (clients ignore a fault on any other status); only
 # refusals that happen before any XML-RPC exchange use the HTTP status of their kind.
@@ -84,16 +118,19 @@ HTTP_STATUS: dict[Outcome, int] = {
     Outcome.BODY_TOO_LARGE: 413,
     Outcome.REQUEST_TIMEOUT: 408,
     Outcome.OVER_CAPACITY: 503,
+    Outcome.CLIENT_RATE_LIMITED: 429,
 }
 
 
 class PingproxyError(Exception):
     """A failure that ends a request with a fault; str() is the faultString, fit for people."""
 
-    def __init__(self, outcome: Outcome, message: str, *, upstream_status: int | None = None):
+    def __init__(self, outcome: Outcome, message: str, *, upstream_status: int | None = None,
+                 retry_after_seconds: int | None = None):
         super().__init__(message)
         self.outcome = outcome
         self.upstream_status = upstream_status
+        self.retry_after_seconds = retry_after_seconds
 
     @property
     def fault_code(self) -> int:
@@ -132,3 +169,7 @@ class EndpointRefused(PingproxyError):
 
 class DiscoveryFailed(PingproxyError):
     """The target's WebMention endpoint could not be discovered; the outcome says why."""
+
+
+class Throttled(PingproxyError):
+    """An opt-in limit of this pingproxy turned the request away; it may come back later."""

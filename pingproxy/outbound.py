@@ -28,6 +28,8 @@ class Reply:
     headers: CIMultiDictProxy[str]
     links: MultiDictProxy
     body: bytes
+    # Each redirect followed on the way, as (its status, the URL that answered it).
+    redirects: tuple[tuple[int, URL], ...] = ()
 
     @property
     def content_type(self) -> str:
@@ -85,20 +87,29 @@ async def request(
     max_bytes: int,
     truncate: bool = False,
     body_content_types: Collection[str] | None = None,
+    links: bool = False,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> Reply:
     """Request url, following redirects whose status is in follow, each hop checked.
 
     A body over max_bytes is an UpstreamError, or with truncate its first max_bytes; with
-    body_content_types, only replies of those types have their body read at all.
+    body_content_types, only replies of those types have their body read at all; the Link
+    headers are parsed only when links is true (discovery reads them, a forward never does).
+    A timeout replaces the session's for each hop (send bounds connect, each read and the
+    whole).
     """
+    redirects: list[tuple[int, URL]] = []
+    # aiohttp reads timeout=None as "no timeout at all": pass it only when there is one.
+    hop_timeout = {} if timeout is None else {"timeout": timeout}
     for _ in range(max_redirects + 1):
         policy.check_url(url)
         try:
             async with session.request(
-                method, url, headers=headers, data=data, allow_redirects=False
+                method, url, headers=headers, data=data, allow_redirects=False, **hop_timeout
             ) as response:
                 location = response.headers.get("Location")
                 if response.status in follow and location:
+                    redirects.append((response.status, url))
                     url = _redirect_target(url, location)
                     continue
                 body = b""
@@ -107,7 +118,7 @@ async def request(
                     body = await _read_capped(response.content, max_bytes, response.status,
                                               truncate=truncate)
                 return Reply(url, response.status, response.reason or "", response.headers,
-                             _links(response), body)
+                             _links(response) if links else _NO_LINKS, body, tuple(redirects))
         except aiohttp.ClientError as error:
             raise UpstreamError(_describe(error, url)) from error
         except TimeoutError:
@@ -126,12 +137,15 @@ def _media_type(headers: Mapping[str, str]) -> str:
     return headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
+_NO_LINKS: MultiDictProxy = MultiDictProxy(MultiDict())
+
+
 def _links(response: aiohttp.ClientResponse) -> MultiDictProxy:
     """The parsed Link headers; a link whose URL cannot be parsed spoils them all in aiohttp."""
     try:
         return response.links
     except ValueError:
-        return MultiDictProxy(MultiDict())
+        return _NO_LINKS
 
 
 async def _read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int, *,

@@ -1,59 +1,108 @@
-"""The HTML pages people see when they open a pingback URL in a browser."""
+"""The HTML pages people see: the landing page, a pingback URL's own page, the check page.
 
-from html import escape
-
-from pingproxy import __version__
-from pingproxy.urls import pingback_url
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:2em auto;padding:0 1em}}
-code,pre{{background:#f4f4f4;padding:.1em .3em;overflow-x:auto}}</style>
-</head><body>
-<h1>{title}</h1>
-{body}
-<p><small>pingproxy {version}</small></p>
-</body></html>
+Templates live in pingproxy/templates/ and are rendered by jinja2 through aiohttp-jinja2 with
+autoescaping on, so nothing a visitor or a checked page supplies becomes markup. The pages
+need no JavaScript but for the copy buttons, load nothing from elsewhere, and say so in
+their Content-Security-Policy: the one inline style and script carry a fresh nonce.
 """
 
+import secrets
+from collections.abc import Mapping
+from html import escape
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from pingproxy import __version__
+from pingproxy.errors import AccessDenied
+from pingproxy.netguard import DestinationPolicy
+from pingproxy.urls import discovery_address, http_url, pingback_tags, pingback_url
+
 _EXAMPLE_ENDPOINT = "https://example.com/webmention"
+# What each key of a check report's page is, for people.
+SENDERS = (("webmention", "A WebMention sender (W3C rules) finds"),
+           ("pingback", "A Pingback 1.0 sender finds"),
+           ("wordpress", "A lenient sender (WordPress) finds"))
+FORMS = {"path": "the path form", "forward": "the ?forward= form",
+         "discovery": "discovery mode"}
 
 
-def landing(origin: str) -> str:
-    """The front page: what this is, and how a site uses it."""
-    example = pingback_url(origin, _EXAMPLE_ENDPOINT)
-    body = f"""<p>This is <strong>pingproxy</strong>: it receives
-<a href="https://www.hixie.ch/specs/pingback/pingback">Pingbacks</a> (XML-RPC) and forwards each one
-as a <a href="https://www.w3.org/TR/webmention/">WebMention</a> to your site's WebMention
-endpoint, then answers the blog that sent it. It stores nothing.</p>
-<h2>Use it on your site</h2>
-<p>If your pages already advertise their WebMention endpoint (an HTTP <code>Link</code> header,
-or a <code>&lt;link&gt;</code> or <code>&lt;a&gt;</code> with <code>rel="webmention"</code>), the
-shortest pingback URL is this server's address itself: pingproxy fetches the page a pingback
-targets and discovers its endpoint, as a WebMention sender would.</p>
-<pre>{escape(f'<link rel="pingback" href="{origin}/">')}</pre>
-<p>Otherwise, put your WebMention endpoint after this server's address, and advertise the
-result as your pingback URL, in your pages' <code>&lt;head&gt;</code>:</p>
-<pre>{escape(f'<link rel="pingback" href="{example}">')}</pre>
-<p>or as an HTTP header:</p>
-<pre>{escape(f"X-Pingback: {example}")}</pre>
-<p>If your endpoint has its own query string, percent-encode the whole endpoint after the
-slash, since some senders drop a pingback URL's query string:
-<code>{escape(pingback_url(origin, _EXAMPLE_ENDPOINT + "?key=1"))}</code>.
-The form <code>{escape(origin)}/webmention?forward={escape(_EXAMPLE_ENDPOINT)}</code>
-works too.</p>"""
-    return _PAGE.format(title="pingproxy: Pingback to WebMention", body=body, version=__version__)
+def setup(app: web.Application) -> None:
+    """Load the templates, autoescaped, and fail loudly on a name a template gets wrong."""
+    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("pingproxy", "templates"),
+                         autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def endpoint(origin: str, endpoint_text: str, pingback_address: str) -> str:
+def render(template: str, request: web.Request, base: str, context: Mapping[str, object],
+           *, status: int = 200) -> web.Response:
+    """A page from a template; base is this pingproxy's public address (no trailing slash)."""
+    nonce = secrets.token_urlsafe(16)
+    response = aiohttp_jinja2.render_template(
+        template, request, {**context, "base": base, "nonce": nonce, "version": __version__},
+        status=status)
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def tags(base: str, endpoint: str) -> dict[str, str]:
+    """The tags that send a site's pingbacks to endpoint through the pingproxy at base."""
+    path_link, path_header = pingback_tags(pingback_url(base, endpoint))
+    discovery_link, discovery_header = pingback_tags(discovery_address(base))
+    return {"path_link": path_link, "path_header": path_header,
+            "discovery_link": discovery_link, "discovery_header": discovery_header,
+            "webmention_link": f'<link rel="webmention" href="{escape(endpoint)}">'}
+
+
+def landing(base: str, endpoint_text: str | None, policy: DestinationPolicy,
+            checks: bool) -> dict[str, object]:
+    """The landing page: what this is, the tags for an endpoint when one is given, the check."""
+    endpoint_error, endpoint_tags = None, None
+    if endpoint_text is not None:
+        endpoint_error = endpoint_problem(endpoint_text, policy)
+        if endpoint_error is None:
+            endpoint_tags = tags(base, endpoint_text.strip())
+    return {
+        "endpoint": endpoint_text or "",
+        "endpoint_error": endpoint_error,
+        "tags": endpoint_tags,
+        "checks": checks,
+        "example": {
+            "path": pingback_url(base, _EXAMPLE_ENDPOINT),
+            "encoded": pingback_url(base, _EXAMPLE_ENDPOINT + "?key=1"),
+            "forward": f"{base}/webmention?forward={_EXAMPLE_ENDPOINT}",
+            "discovery_link": pingback_tags(discovery_address(base))[0],
+            "header": pingback_tags(pingback_url(base, _EXAMPLE_ENDPOINT))[1],
+        },
+    }
+
+
+def endpoint_problem(text: str, policy: DestinationPolicy) -> str | None:
+    """Why this pingproxy cannot forward to text as an endpoint, or None when it can."""
+    url = http_url(text)
+    if url is None:
+        return "Enter the endpoint's full address, starting with https:// or http://."
+    try:
+        policy.check_url(url)
+    except AccessDenied as denied:
+        return f"This pingproxy will not forward there: {denied}."
+    return None
+
+
+def endpoint(base: str, endpoint_text: str) -> dict[str, object]:
     """The page behind a site's pingback URL: where its pingbacks go."""
-    body = f"""<p>This address is a <strong>pingback endpoint</strong>. Blogs send
-<code>pingback.ping(source, target)</code> to it as an XML-RPC <code>POST</code>; pingproxy
-forwards each one as a WebMention to:</p>
-<pre>{escape(endpoint_text or "(no endpoint named)")}</pre>
-<p>To use it, advertise it on your pages:</p>
-<pre>{escape(f'<link rel="pingback" href="{pingback_address}">')}</pre>
-<p>See <a href="{escape(origin)}/">the front page</a> for how it works.</p>"""
-    return _PAGE.format(title="pingproxy: a pingback endpoint", body=body, version=__version__)
+    return {"endpoint": endpoint_text, "tags": tags(base, endpoint_text)}
+
+
+def check(url_text: str, url_error: str | None, document: dict | None) -> dict[str, object]:
+    """The check page: the form, and the report when a check ran."""
+    return {"url": url_text, "url_error": url_error, "report": document, "senders": SENDERS,
+            "forms": FORMS}
+
+
+def refused(title: str, message: str) -> dict[str, object]:
+    """A page that says why a request was turned away (rate limit, capacity)."""
+    return {"title": title, "message": message}

@@ -27,16 +27,22 @@ from pingproxy.errors import (
     PingbackRejected,
     PingproxyError,
     RequestError,
+    Throttled,
     UpstreamError,
 )
+from pingproxy.limits import HostBusy, HostSlots, RateLimiter, client_key
 from pingproxy.metrics import Metrics
 from pingproxy.netguard import DestinationPolicy
+from pingproxy.outbound import Reply
 from pingproxy.urls import http_url, is_served_here
 
 logger = logging.getLogger("pingproxy.relay")
 
 USER_AGENT = f"pingproxy/{__version__} (Pingback to Webmention proxy)"
 RETRY_AFTER_SECONDS = 5
+# With --max-per-endpoint-host, how long a pingback waits for its endpoint host's turn: a
+# short burst is smoothed, a flood is answered "busy" well within WordPress's 3 s.
+ENDPOINT_HOST_WAIT_SECONDS = 1.0
 # Log values with anything else (spaces, quotes, control characters) are written quoted.
 _UNSAFE_LOG_CHARACTER = re.compile(r"[^A-Za-z0-9._:/-]")
 
@@ -49,6 +55,7 @@ class _Journey:
     target: str
     request_id: str
     started: float
+    client: str | None  # the sender's address (the real client's, with --trust-forwarded)
 
 
 class Relay:
@@ -62,12 +69,35 @@ class Relay:
         self._metrics = metrics
         self._forwards: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
+        # Opt-in limits for public instances; None when off, so they cost nothing then.
+        self._client_limits = (
+            RateLimiter(settings.rate_limit, burst=settings.rate_limit_burst)
+            if settings.rate_limit else None
+        )
+        self._endpoint_slots = (
+            HostSlots(settings.max_per_endpoint_host) if settings.max_per_endpoint_host else None
+        )
         self._endpoints = EndpointCache(
             self._examine,
             timeout_seconds=settings.forward_timeout_seconds,
             ttl_seconds=settings.discovery_cache_seconds,
             count=metrics.count_discovery_lookup,
         )
+
+    @property
+    def limits_clients(self) -> bool:
+        """Whether requests must pass admit() first (--rate-limit is set)."""
+        return self._client_limits is not None
+
+    async def admit(self, sender: str | None) -> None:
+        """Count a request against its client's rate; Throttled (HTTP 429) when over it."""
+        if not await self._client_limits.admit(client_key(sender)):
+            seconds = self._client_limits.retry_after_seconds
+            raise Throttled(
+                Outcome.CLIENT_RATE_LIMITED,
+                f"too many requests from your address; retry after {seconds} s",
+                retry_after_seconds=seconds,
+            )
 
     def check_loop(self, via: list[str]) -> None:
         """Refuse a request that this instance already forwarded (RFC 9110 section 7.6.3)."""
@@ -85,7 +115,7 @@ class Relay:
         used, or else the target's is discovered; proxy_host (the Host this request came
         to) tells a discovered endpoint that is this proxy itself.
         """
-        journey = _Journey(source, target, request_id, time.perf_counter())
+        journey = _Journey(source, target, request_id, time.perf_counter(), sender)
         if endpoint_text is None:
             endpoint_text = self._settings.default_endpoint
         try:
@@ -95,6 +125,7 @@ class Relay:
                 raise RequestError(
                     Outcome.OVER_CAPACITY,
                     f"pingproxy is at capacity; retry after {RETRY_AFTER_SECONDS} s",
+                    retry_after_seconds=RETRY_AFTER_SECONDS,
                 )
         except PingproxyError as error:
             self._report(journey, _host(endpoint_text), error=error)
@@ -165,10 +196,10 @@ class Relay:
                 async with asyncio.timeout(timeout):
                     if endpoint is None:
                         endpoint = await self._discovered_endpoint(target, proxy_host)
-                    reply = await webmention.send(
-                        self._session, self._policy, endpoint, source, target,
-                        headers=headers, max_reply_bytes=self._settings.max_reply_bytes,
-                    )
+                    if self._endpoint_slots is None:
+                        reply = await self._post(endpoint, source, target, headers)
+                    else:
+                        reply = await self._post_in_turn(endpoint, source, target, headers)
             except TimeoutError:
                 if endpoint is None:
                     raise discovery.too_slow(timeout) from None
@@ -184,6 +215,25 @@ class Relay:
             raise error from None
         self._report(journey, endpoint.host, upstream_status=reply.status, forwarded=True)
         return text
+
+    def _post(self, endpoint: URL, source: str, target: str,
+              headers: dict[str, str]) -> Awaitable[Reply]:
+        return webmention.send(self._session, self._policy, endpoint, source, target,
+                               headers=headers, max_reply_bytes=self._settings.max_reply_bytes)
+
+    async def _post_in_turn(self, endpoint: URL, source: str, target: str,
+                            headers: dict[str, str]) -> Reply:
+        """_post within the endpoint host's share of forwards in flight."""
+        try:
+            async with self._endpoint_slots.slot(endpoint.host,
+                                                 wait_seconds=ENDPOINT_HOST_WAIT_SECONDS):
+                return await self._post(endpoint, source, target, headers)
+        except HostBusy:
+            raise Throttled(
+                Outcome.ENDPOINT_BUSY,
+                f"{endpoint.host} already has {self._endpoint_slots.per_host} pingbacks in "
+                "flight through this pingproxy: busy, try again later",
+            ) from None
 
     async def _discovered_endpoint(self, target: str, proxy_host: str) -> URL:
         endpoint = await self._endpoints.endpoint(http_url(target))
@@ -235,6 +285,7 @@ class Relay:
             "source": journey.source,
             "target": journey.target,
             "request_id": journey.request_id,
+            "client": journey.client,
         }
         logger.info(
             "pingback %s", " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
@@ -246,6 +297,7 @@ def _forwarded_node(address: str | None) -> str:
     """A node for the Forwarded header's for= (RFC 7239 section 6): IPv6 quoted in brackets."""
     if not address:
         return "unknown"
+    address = address.strip("[]")  # a front proxy's Forwarded: for= may bracket IPv6 already
     return f'"[{address}]"' if ":" in address else address
 
 

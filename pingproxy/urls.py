@@ -6,6 +6,7 @@ parameter (``https://PROXY/webmention?forward=https://example.com/webmention``).
 """
 
 import re
+from html import escape
 from urllib.parse import quote, unquote
 
 from yarl import URL
@@ -70,3 +71,30 @@ def is_served_here(url: URL, host_header: str) -> bool:
     if here.explicit_port is None:
         return url.port in (80, 443)
     return url.port == here.explicit_port
+
+
+def discovery_address(proxy_base: str) -> str:
+    """The pingback URL that names no endpoint (discovery mode): the proxy's root, or its
+    address as given when it lives under a path (a sidecar at https://example.com/pingback)."""
+    if http_url(proxy_base) is not None and http_url(proxy_base).path not in ("", "/"):
+        return proxy_base
+    return proxy_base.rstrip("/") + "/"
+
+
+def pingback_tags(address: str) -> tuple[str, str]:
+    """The <link> element and the X-Pingback header line that advertise a pingback URL, in
+    the exact form Pingback 1.0's pattern matches (rel first, double quotes)."""
+    return f'<link rel="pingback" href="{escape(address)}">', f"X-Pingback: {address}"
+
+
+# The three ways a pingback URL can send pingbacks on through pingproxy.
+PATH_FORM, FORWARD_FORM, DISCOVERY_FORM = "path", "forward", "discovery"
+
+
+def named_endpoint(url: URL) -> tuple[str, str] | None:
+    """(PATH_FORM or FORWARD_FORM, the endpoint) that a pingproxy reads from this pingback
+    URL, as its routes do; None when the URL names no endpoint."""
+    if url.path == "/webmention" and "forward" in url.query:
+        return FORWARD_FORM, endpoint_from_forward(list(url.query.items()))
+    endpoint = endpoint_from_path(url.raw_path, url.raw_query_string)
+    return (PATH_FORM, endpoint) if http_url(endpoint) is not None else None

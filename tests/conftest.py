@@ -2,9 +2,11 @@
 
 import asyncio
 import dataclasses
+import threading
 import xmlrpc.client
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import pytest
 from aiohttp import web
@@ -14,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pingproxy.app import create_app
 from pingproxy.config import Settings
+from tests.send_web import Host, start_host
 
 
 def ping_body(source: str, target: str) -> bytes:
@@ -86,6 +89,8 @@ class FakeEndpoint:
     fetched: list[Received] = field(default_factory=list)
     serving: int = 0
     most_serving_at_once: int = 0
+    receiving: int = 0
+    most_receiving_at_once: int = 0
     release_held_pages: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str = "/webmention") -> str:
@@ -151,7 +156,12 @@ class FakeEndpoint:
         form = dict(await request.post()) if body else {}
         self.received.append(Received(request.path, request.query_string,
                                       CIMultiDict(request.headers), form, body))
-        return await self.answer(request)
+        self.receiving += 1
+        self.most_receiving_at_once = max(self.most_receiving_at_once, self.receiving)
+        try:
+            return await self.answer(request)
+        finally:
+            self.receiving -= 1
 
     async def _decoy(self, request: web.Request) -> web.Response:
         self.decoy_hits += 1
@@ -208,3 +218,54 @@ def make_proxy(aiohttp_client) -> Callable[..., Awaitable[TestClient]]:
 async def proxy(make_proxy) -> TestClient:
     """The proxy under test, allowed to reach the loopback endpoint."""
     return await make_proxy()
+
+
+@dataclass
+class PingbackServer:
+    """A real pingback server: the stdlib's SimpleXMLRPCServer on 127.0.0.1, in a thread.
+
+    pingback.ping records its arguments and returns answer, or raises it when it is a Fault;
+    the introspection methods are the stdlib's own.
+    """
+
+    url: str
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    answer: str | xmlrpc.client.Fault = "Pingback registered. Keep the web talking! :-)"
+
+    def ping(self, *arguments: str) -> str:
+        self.calls.append(arguments)
+        if isinstance(self.answer, xmlrpc.client.Fault):
+            raise self.answer
+        return self.answer
+
+
+class _WordPressPath(SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/xmlrpc.php",)
+
+
+@pytest.fixture
+def pingback_server():
+    """A pingback server in a thread, stopped after the test."""
+    server = SimpleXMLRPCServer(("127.0.0.1", 0), _WordPressPath, logRequests=False)
+    host, port = server.server_address
+    state = PingbackServer(f"http://{host}:{port}/xmlrpc.php")
+    server.register_function(state.ping, "pingback.ping")
+    server.register_introspection_functions()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+async def blog(aiohttp_server) -> Host:
+    """The site a send's source is on (tests/send_web.py), on 127.0.0.1."""
+    return await start_host(aiohttp_server, "127.0.0.1")
+
+
+@pytest.fixture
+async def sites(aiohttp_server) -> Host:
+    """The site of a send's targets, another host: 127.0.0.2."""
+    return await start_host(aiohttp_server, "127.0.0.2")

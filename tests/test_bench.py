@@ -58,22 +58,34 @@ FAKE_RESULTS = {
     "throughput": [_row("pass-through", c, 1000.0, 1.0) for c in (1, 16, 128)]
                   + [_row("pingproxy", c, 950.0, 1.2, workers=1) for c in (1, 16, 128)]
                   + [{"path": "pingproxy", "workers": 2, "unavailable": "n/a (no --workers yet)"}],
-    "junk": [_row("pingproxy", 16, 900.0, 1.0), _row("bare handler", 16, 1000.0, 1.0)],
+    "junk": [_row("pingproxy", 16, 900.0, 1.0, load="bad URL"),
+             _row("bare handler", 16, 1000.0, 1.0, load="bad URL", server_cpu_us_per_request=90.0),
+             _row("pingproxy", 16, 900.0, 1.0, load="mixed"),
+             _row("bare handler", 16, 1000.0, 1.0, load="mixed")],
     "discovery": [{"path": "pingproxy discovery", "cache": "on", "unavailable": "n/a"}],
-    "slow_endpoint": [{"pool": "cold", "sent": 1000, "answered": 1000, "errors": 0,
-                       "wall_seconds": 1.2, "p50_ms": 1000.0, "p99_ms": 1100.0,
+    "slow_endpoint": [{"path": "direct", "pool": "fresh", "sent": 1000, "answered": 1000,
+                       "errors": 0, "wall_seconds": 1.1, "p50_ms": 1000.0, "p99_ms": 1050.0,
+                       "peak_rss_mb": 30.0},
+                      {"path": "pingproxy", "pool": "cold", "sent": 1000, "answered": 1000,
+                       "errors": 0, "wall_seconds": 1.3, "p50_ms": 1000.0, "p99_ms": 1100.0,
                        "peak_rss_mb": 80.0}],
     "startup": [{"workers": 1, "startup_seconds": 0.4, "idle_rss_mb": 40.0}],
 }
 
 
 def test_targets_are_judged_from_the_results():
-    verdicts = {target.name: target.verdict for target in report.targets(FAKE_RESULTS)}
+    targets = {target.name: target for target in report.targets(FAKE_RESULTS)}
 
-    assert verdicts["throughput vs pass-through, concurrency 16"] == "met"
-    assert verdicts["added p50 over pass-through, concurrency 1"] == "met"
-    assert verdicts["junk answered vs bare handler"] == "met"
-    assert verdicts["1 000 × 1 s pingbacks wall time"] == "met"
+    assert targets["CPU per pingback vs pass-through, concurrency 16"].value == 1.0
+    assert targets["added p50 over pass-through, concurrency 1"].verdict == "met"
+    junk = targets["CPU per junk request (bad URL) vs bare handler"]
+    assert junk.value == pytest.approx(100 / 90) and junk.verdict == "met"
+    added = targets["1 000 × 1 s pingbacks: wall time added over direct"]
+    assert added.value == pytest.approx(0.2) and added.verdict == "met"
+
+
+def test_capacity_is_one_second_over_the_cpu_per_pingback():
+    assert report.capacity_per_core(FAKE_RESULTS) == pytest.approx(10_000)
 
 
 def test_markdown_section_is_replaced_and_hand_written_text_kept(tmp_path):

@@ -75,11 +75,40 @@ async def test_serves_on_the_platform_port(unused_tcp_port):
         stop(process)
 
 
-def test_help_lists_options():
-    result = subprocess.run([sys.executable, "-m", "pingproxy", "--help"], capture_output=True,
-                            text=True, timeout=30, check=True)
+def run(args: list[str], **options) -> subprocess.CompletedProcess:
+    """The pingproxy command run to its end, its output as text."""
+    return subprocess.run([sys.executable, "-m", "pingproxy", *args], capture_output=True,
+                          text=True, timeout=30, **options)
 
+
+def test_help_lists_the_subcommands():
+    result = run(["--help"])
+
+    assert result.returncode == 0
+    assert "serve" in result.stdout
+    assert "Plain 'pingproxy [options]' is 'pingproxy serve [options]'" in result.stdout
+
+
+def test_serve_help_lists_its_options_with_their_variables():
+    result = run(["serve", "--help"])
+
+    assert result.returncode == 0
     assert "--port" in result.stdout and "PINGPROXY_TIMEOUT" in result.stdout
+
+
+async def test_serve_named_serves_like_plain_flags(unused_tcp_port):
+    process = start(["serve", "--host", "127.0.0.1", "--port", str(unused_tcp_port)])
+    try:
+        await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/healthz", process)
+    finally:
+        stop(process)
+
+
+def test_an_unknown_flag_is_bad_usage_with_exit_2():
+    result = run(["--no-such-flag"])
+
+    assert result.returncode == 2
+    assert "unrecognized arguments: --no-such-flag" in result.stderr
 
 
 def test_a_bad_setting_stops_start_up_with_exit_2_and_one_line():

@@ -38,12 +38,13 @@ def test_every_setting_has_exactly_one_option():
 
 
 def test_help_lists_every_option_with_its_default_and_variable():
-    help_text = " ".join(build_parser().format_help().split())
-
     for option in OPTIONS:
-        assert option.flag in help_text
-        assert option.environment[0] in help_text
-    assert "default: 127.0.0.1" in help_text and "default: 8080" in help_text
+        for command in option.commands:
+            help_text = " ".join(build_parser(command).format_help().split())
+            assert option.flag in help_text
+            assert option.environment[0] in help_text
+    serve_help = " ".join(build_parser("serve").format_help().split())
+    assert "default: 127.0.0.1" in serve_help and "default: 8080" in serve_help
 
 
 @pytest.mark.parametrize(("argv", "environ", "name"), [
@@ -94,3 +95,52 @@ def test_discovery_options_are_read():
 
 def test_an_empty_default_endpoint_means_discovery():
     assert load([], {"PINGPROXY_DEFAULT_ENDPOINT": ""}).default_endpoint is None
+
+
+def test_check_and_page_settings_have_safe_defaults():
+    settings = load([], {})
+
+    assert settings.public_url is None and settings.trust_forwarded == "off"
+    assert str(settings.check_rate_limit) == "6/min" and settings.max_checks == 4
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("https://pingproxy.example", "https://pingproxy.example"),
+    ("https://example.com/pingback/", "https://example.com/pingback"),
+])
+def test_the_public_url_is_kept_without_a_trailing_slash(text, expected):
+    assert load(["--public-url", text], {}).public_url == expected
+
+
+@pytest.mark.parametrize("text", ["pingproxy.example", "ftp://x.example/",
+                                  "https://x.example/?a=1", "https://x.example/#top"])
+def test_a_public_url_that_cannot_prefix_pingback_urls_is_refused(text):
+    with pytest.raises(ConfigError, match="--public-url"):
+        load(["--public-url", text], {})
+
+
+@pytest.mark.parametrize(("text", "expected"), [("x-forwarded", "x-forwarded"),
+                                                ("FORWARDED", "forwarded"), ("off", "off")])
+def test_trust_forwarded_names_the_headers_to_believe(text, expected):
+    assert load([], {"PINGPROXY_TRUST_FORWARDED": text}).trust_forwarded == expected
+
+
+def test_trust_forwarded_refuses_a_bare_yes():
+    with pytest.raises(ConfigError, match="must be one of off, x-forwarded, forwarded"):
+        load(["--trust-forwarded", "yes"], {})
+
+
+def test_the_check_limit_can_be_lifted_and_checks_turned_off():
+    settings = load(["--check-rate-limit", "off", "--max-checks", "0"], {})
+
+    assert settings.check_rate_limit is None and settings.max_checks == 0
+
+
+def test_check_and_ping_take_the_outbound_settings_only():
+    settings = load(["--allow-private", "--timeout", "2", "--public-url",
+                     "https://p.example"], {}, "check")
+
+    assert settings.allow_private and settings.forward_timeout_seconds == 2
+    assert settings.public_url == "https://p.example"
+    with pytest.raises(SystemExit):
+        load(["--port", "9000"], {}, "ping")

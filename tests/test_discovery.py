@@ -6,11 +6,18 @@ from yarl import URL
 
 from pingproxy.discovery import (
     NO_ENDPOINT_TEXT,
+    STEP_LINK_HEADER,
+    STEP_PINGBACK_HEADER,
+    STEP_PINGBACK_LINK,
     Discovery,
     endpoint_in,
     has_webmention_rel,
     html_endpoint,
     link_header_endpoint,
+    pingback_link,
+    pingback_server,
+    webmention_found,
+    wordpress_pingback_link,
 )
 from pingproxy.errors import DiscoveryFailed, Outcome
 from pingproxy.outbound import Reply
@@ -127,9 +134,12 @@ def test_an_endpoint_far_down_a_long_page_is_found():
     assert str(html_endpoint(html, PAGE)) == "https://site.example/wm"
 
 
-def reply(body: bytes, *, content_type: str = "text/html", header: str | None = None) -> Reply:
-    """A fetched page, with a Link header to header when given."""
+def reply(body: bytes, *, content_type: str = "text/html", header: str | None = None,
+          x_pingback: str | None = None) -> Reply:
+    """A fetched page, with a Link header to header and an X-Pingback header when given."""
     headers = CIMultiDict({"Content-Type": content_type})
+    if x_pingback is not None:
+        headers["X-Pingback"] = x_pingback
     links = MultiDictProxy(MultiDict())
     if header is not None:
         links = MultiDictProxy(MultiDict({"webmention": link(header, rel="webmention")}))
@@ -167,3 +177,80 @@ def test_a_discovery_without_an_endpoint_is_fault_33_with_its_reason():
     assert caught.value.outcome is Outcome.NO_ENDPOINT
     assert caught.value.fault_code == 0x21
     assert str(caught.value) == NO_ENDPOINT_TEXT
+
+
+@pytest.mark.parametrize(("page", "step"), [
+    pytest.param(reply(b'<a rel="webmention" href="/html">', header="/header"), STEP_LINK_HEADER,
+                 id="header"),
+    pytest.param(reply(b'<link rel="webmention" href="/wm">'), '<link rel="webmention"> element',
+                 id="link"),
+    pytest.param(reply(b'<a href="mailto:x@y.example" rel="webmention">x</a>'
+                       b'<a rel="webmention" href="/wm">'), '<a rel="webmention"> element',
+                 id="a-after-unusable"),
+])
+def test_webmention_found_names_the_step_that_found_the_endpoint(page, step):
+    found = webmention_found(page)
+
+    assert found.step == step
+    assert found.url is not None
+
+
+PINGBACK = "https://blog.example/xmlrpc.php"
+
+
+@pytest.mark.parametrize(("html", "expected"), [
+    pytest.param(f'<link rel="pingback" href="{PINGBACK}">', PINGBACK, id="plain"),
+    pytest.param(f'<link rel="pingback" href="{PINGBACK}" />', PINGBACK, id="self-closing"),
+    pytest.param('<link rel="pingback" href="https://b.example/x?a=1&amp;b=2">',
+                 "https://b.example/x?a=1&b=2", id="entities-expanded"),
+    pytest.param(f'<link href="{PINGBACK}" rel="pingback">', None, id="href-first"),
+    pytest.param(f"<link rel='pingback' href='{PINGBACK}'>", None, id="single-quotes"),
+    pytest.param(f'<LINK REL="pingback" HREF="{PINGBACK}">', None, id="upper-case"),
+    pytest.param(f'<link rel="pingback"  href="{PINGBACK}">', None, id="two-spaces"),
+    pytest.param(f'<link rel="pingback" href="{PINGBACK}"><link rel="pingback" href="x">',
+                 PINGBACK, id="first-wins"),
+])
+def test_pingback_link_matches_only_the_specifications_pattern(html, expected):
+    found = pingback_link(html)
+
+    assert (found.written if found else None) == expected
+
+
+@pytest.mark.parametrize(("html", "written"), [
+    pytest.param(f'<link rel="pingback" href="{PINGBACK}">', PINGBACK, id="plain"),
+    pytest.param(f"<link rel='pingback' href='{PINGBACK}'>", PINGBACK, id="single-quotes"),
+    pytest.param('<link rel="pingback" href="/xmlrpc.php">', "/xmlrpc.php", id="relative-verbatim"),
+    pytest.param('<link rel="pingback" href="https://b.example/x?a=1&amp;b=2">',
+                 "https://b.example/x?a=1&amp;b=2", id="entities-verbatim"),
+    pytest.param(f'<link href="{PINGBACK}" rel="pingback"><a href="/next">',
+                 "/next", id="href-first-takes-the-next-elements-href"),
+    pytest.param(f'<link href="{PINGBACK}" rel="pingback">', None, id="href-first-and-no-other"),
+    pytest.param("<p>no advertisement</p>", None, id="none"),
+])
+def test_wordpress_reads_the_href_after_rel_verbatim(html, written):
+    found = wordpress_pingback_link(html)
+
+    assert (found.written if found else None) == written
+
+
+def test_a_relative_pingback_href_is_found_but_unusable():
+    found = pingback_link('<link rel="pingback" href="/xmlrpc.php">')
+
+    assert found.written == "/xmlrpc.php" and found.url is None
+
+
+@pytest.mark.parametrize(("page", "expected", "step"), [
+    pytest.param(reply(f'<link rel="pingback" href="{PINGBACK}">'.encode(),
+                       x_pingback="https://header.example/rpc"),
+                 "https://header.example/rpc", STEP_PINGBACK_HEADER, id="header-wins"),
+    pytest.param(reply(f'<link rel="pingback" href="{PINGBACK}">'.encode()), PINGBACK,
+                 STEP_PINGBACK_LINK, id="link"),
+    pytest.param(reply(f'<link rel="pingback" href="{PINGBACK}">'.encode(),
+                       content_type="text/plain"), None, None, id="not-html"),
+    pytest.param(reply(b"<p>none</p>"), None, None, id="none"),
+])
+def test_pingback_server_takes_the_header_first_then_the_link(page, expected, step):
+    found = pingback_server(page)
+
+    assert (str(found.url) if found else None) == expected
+    assert (found.step if found else None) == step

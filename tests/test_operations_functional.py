@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -150,6 +151,25 @@ async def test_json_logs_carry_the_request_id_sent_upstream(start_pingproxy, end
     assert pingback["source"] == SOURCE and pingback["upstream_status"] == 202
     assert endpoint.received[0].headers["X-Request-Id"] == "req-42"
     assert all(line.startswith("{") for line in stderr.splitlines())
+
+
+async def test_a_pingback_line_reaches_stderr_within_a_second_while_serving(start_pingproxy,
+                                                                         endpoint):
+    proxy = await start_pingproxy()
+    stderr = proxy.process.stderr.fileno()
+    os.set_blocking(stderr, False)
+
+    async with aiohttp.ClientSession() as session:
+        await post_ping(session, proxy.url("/" + endpoint.url()))
+    seen = b""
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+        seen += os.read(stderr, 65536) if select.select([stderr], [], [], 0)[0] else b""
+        if b"pingback outcome=success" in seen:
+            break
+
+    assert b"pingback outcome=success" in seen
+    assert proxy.process.poll() is None
 
 
 async def test_log_level_warning_keeps_pingback_lines_out(start_pingproxy, endpoint):

@@ -174,3 +174,40 @@ def test_clean_text_bounds_length():
 ])
 def test_read_fault(body, expected):
     assert pingback.read_fault(body) == expected
+
+
+def response(value: object) -> bytes:
+    """A methodResponse as the stdlib's SimpleXMLRPCServer writes it."""
+    return xmlrpc.client.dumps(value if isinstance(value, xmlrpc.client.Fault) else (value,),
+                               methodresponse=True).encode()
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (response("Pingback registered"), pingback.ServerAnswer(value="Pingback registered")),
+    (response(["pingback.ping", "system.listMethods"]),
+     pingback.ServerAnswer(value=["pingback.ping", "system.listMethods"])),
+    (response(xmlrpc.client.Fault(48, "already")), pingback.ServerAnswer(fault=(48, "already"))),
+    (response(xmlrpc.client.Fault("17", "odd code")), pingback.ServerAnswer(fault=(0, "odd code"))),
+])
+def test_read_answer_reads_values_and_faults(body, expected):
+    assert pingback.read_answer(body) == expected
+
+
+@pytest.mark.parametrize("body", [
+    b"<html><body>Forbidden</body></html>",
+    b"",
+    b'{"error": "nope"}',
+    pingback.call_body(pingback.PING_METHOD, ("http://a.example/", "http://b.example/")),
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><methodResponse/>',
+    b"<methodResponse><fault><value><struct></struct></value></fault></methodResponse>",
+])
+def test_read_answer_refuses_what_is_not_a_response(body):
+    with pytest.raises(ValueError):
+        pingback.read_answer(body)
+
+
+def test_call_body_is_what_the_stdlib_reads():
+    body = pingback.call_body(pingback.PING_METHOD, ("http://a.example/?x=1&y=2", "http://b/"))
+
+    assert xmlrpc.client.loads(body) == (("http://a.example/?x=1&y=2", "http://b/"),
+                                         "pingback.ping")

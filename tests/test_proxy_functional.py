@@ -1,6 +1,7 @@
 """The proxy over real sockets: pingbacks in, WebMentions out, every reply a correct answer."""
 
 import asyncio
+import html
 import logging
 import xmlrpc.client
 from urllib.parse import quote
@@ -123,7 +124,9 @@ ERROR_REPLIES = [
     pytest.param({"status": 400, "text": "no_link_found\n\nThe source has no link."},
                  0x11, "no_link_found: The source has no link.", id="plain-text-name"),
     pytest.param({"status": 400, "json": {"error": "Source URL does not link to you."}},
-                 0, "Source URL does not link to you.", id="error-sentence"),
+                 0x11, "Source URL does not link to you.", id="error-sentence"),
+    pytest.param({"status": 400, "json": {"error": "Your request could not be processed."}},
+                 0, "Your request could not be processed.", id="unknown-sentence"),
     pytest.param(wordpress("target_not_found"), 0x11, "target_not_found: explained"),
     pytest.param(wordpress("target_not_valid"), 0x21, "target_not_valid"),
     pytest.param(wordpress("target_mismatching_domain"), 0x21, "target_mismatching_domain"),
@@ -383,9 +386,9 @@ async def test_multicall_is_refused_and_nothing_is_forwarded(proxy, endpoint):
 async def test_landing_page_shows_usage(proxy):
     response = await proxy.get("/")
 
-    page = await response.text()
+    page = html.unescape(await response.text())
     assert response.status == 200 and response.content_type == "text/html"
-    assert "rel=&quot;pingback&quot;" in page and "X-Pingback" in page
+    assert 'rel="pingback"' in page and "X-Pingback" in page
 
 
 @pytest.mark.parametrize("path", ["/https://site.example/webmention",

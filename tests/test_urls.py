@@ -65,3 +65,31 @@ def test_pingback_url_encodes_endpoints_with_a_query():
 ])
 def test_is_served_here_compares_host_and_port_with_the_host_header(url, host_header, expected):
     assert urls.is_served_here(URL(url), host_header) is expected
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (f"https://proxy.example/{WM}", ("path", WM)),
+    ("https://proxy.example/https%3A%2F%2Fexample.com%2Fwebmention%3Fk%3D1", ("path", WM + "?k=1")),
+    (f"https://proxy.example/webmention?forward={WM}", ("forward", WM)),
+    ("https://proxy.example/", None),
+    ("https://proxy.example/pingback", None),
+    ("https://example.com/xmlrpc.php", None),
+])
+def test_named_endpoint_reads_a_pingback_url_as_the_routes_do(url, expected):
+    assert urls.named_endpoint(URL(url)) == expected
+
+
+@pytest.mark.parametrize(("base", "expected"), [
+    ("https://proxy.example", "https://proxy.example/"),
+    ("https://proxy.example/", "https://proxy.example/"),
+    ("https://example.com/pingback", "https://example.com/pingback"),
+])
+def test_the_discovery_address_keeps_a_path_as_given(base, expected):
+    assert urls.discovery_address(base) == expected
+
+
+def test_pingback_tags_match_the_pingback_pattern_and_escape_the_address():
+    link, header = urls.pingback_tags('https://proxy.example/"x"')
+
+    assert link == '<link rel="pingback" href="https://proxy.example/&quot;x&quot;">'
+    assert header == 'X-Pingback: https://proxy.example/"x"'

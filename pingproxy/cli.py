@@ -1,0 +1,275 @@
+"""The pingproxy command and its subcommands: the only module that prints or exits.
+
+``pingproxy serve`` runs the proxy; plain ``pingproxy`` with only flags does the same, so the
+Procfile, the systemd unit and every existing flag keep working.
+"""
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from tqdm import tqdm
+from yarl import URL
+
+from pingproxy import __version__, config, diagnose, logs, outbound, ping, report
+from pingproxy.config import ConfigError, Settings
+from pingproxy.findings import Status
+from pingproxy.send import Progress, Sender, SendRequest, SourceUnusable
+from pingproxy.send_report import SendReport, as_json, previous_targets, table
+from pingproxy.urls import http_url
+
+
+class ExitStatus(IntEnum):
+    """What the command's exit code tells a script."""
+
+    OK = 0
+    FAILED = 1  # it ran, and what it checked or sent did not work (or the port was taken)
+    USAGE = 2  # bad usage, an unusable setting, or a URL that could not be fetched
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its summary, its own arguments beyond the settings, and how it runs."""
+
+    summary: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Settings], ExitStatus]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; exit 2 with a one-line message on bad usage or settings."""
+    arguments = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    parsed = build_parser().parse_args(arguments)
+    try:
+        settings = config.settings_from(vars(parsed), os.environ, parsed.command)
+    except ConfigError as error:
+        print(f"pingproxy: {error}", file=sys.stderr)
+        return ExitStatus.USAGE
+    return COMMANDS[parsed.command].run(parsed, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every subcommand with its own arguments and settings."""
+    parser = argparse.ArgumentParser(
+        prog="pingproxy",
+        description="Receive Pingbacks (XML-RPC) and forward them as WebMentions.",
+        epilog="Plain 'pingproxy [options]' is 'pingproxy serve [options]'.",
+    )
+    parser.add_argument("--version", action="version", version=f"pingproxy {__version__}")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        subparser = subcommands.add_parser(name, help=command.summary,
+                                           description=command.summary)
+        command.add_arguments(subparser)
+        config.add_options(subparser, name)
+    return parser
+
+
+def _with_default_command(arguments: list[str]) -> list[str]:
+    """Plain flags, or none, mean serve; --help and --version stay the command's own."""
+    if arguments and (arguments[0] in COMMANDS or arguments[0] in ("-h", "--help", "--version")):
+        return arguments
+    return ["serve", *arguments]
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """serve takes settings only."""
+
+
+def _serve(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
+    logs.configure(settings.log_format, settings.log_level)
+    with _shared_metrics(settings, os.environ) as settings:
+        # Imported only now: prometheus-client chooses its multiprocess mode when imported.
+        from pingproxy.server import serve
+
+        try:
+            serve(settings)
+        except OSError as error:  # the address is taken, or not this machine's
+            print(f"pingproxy: cannot listen on {settings.host}:{settings.port}: "
+                  f"{error.strerror or error}", file=sys.stderr)
+            return ExitStatus.FAILED
+    return ExitStatus.OK
+
+
+@contextmanager
+def _shared_metrics(settings: Settings, environ: dict[str, str]) -> Iterator[Settings]:
+    """With several workers, a directory where they share metrics, emptied at start."""
+    if settings.workers == 1 or not settings.metrics:
+        yield settings
+        return
+    temporary = settings.metrics_dir is None
+    path = Path(settings.metrics_dir or tempfile.mkdtemp(prefix="pingproxy-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    try:
+        yield dataclasses.replace(settings, metrics_dir=str(path))
+    finally:
+        if temporary:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL", help="the page to check, a post of your site")
+    _json_argument(parser)
+
+
+def _check(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
+    url = _absolute_url("URL", arguments.url)
+    if url is None:
+        return ExitStatus.USAGE
+    document = asyncio.run(_checked(url, settings))
+    _print(document, report.check_text, arguments.json)
+    return _CHECK_EXIT[document["status"]]
+
+
+_CHECK_EXIT = {Status.WORKS.value: ExitStatus.OK, Status.BROKEN.value: ExitStatus.FAILED,
+               Status.UNREACHABLE.value: ExitStatus.USAGE}
+
+
+async def _checked(url: URL, settings: Settings) -> dict:
+    policy = outbound.policy_for(settings)
+    # Progress only on a terminal (tqdm's disable=None), on stderr, gone when done.
+    with tqdm(desc="checking", unit=" steps", file=sys.stderr, disable=None,
+              leave=False) as bar:
+        def progress(step: str) -> None:
+            bar.set_postfix_str(step, refresh=False)
+            bar.update()
+
+        async with outbound.open_session(settings, policy) as session:
+            result = await diagnose.check(session, policy, settings, url,
+                                          proxy_base=settings.public_url, progress=progress)
+    return report.check_json(result)
+
+
+def _ping_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="the page that links to TARGET")
+    parser.add_argument("target", metavar="TARGET", help="the page linked to, whose pingback "
+                                                         "server gets the ping")
+    _json_argument(parser)
+
+
+def _ping(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
+    source = _absolute_url("SOURCE", arguments.source)
+    target = _absolute_url("TARGET", arguments.target)
+    if source is None or target is None:
+        return ExitStatus.USAGE
+    result = asyncio.run(_pinged(arguments.source.strip(), target, settings))
+    _print(report.ping_json(result), lambda _: report.ping_text(result), arguments.json)
+    if result.outcome == ping.UNREACHABLE:
+        return ExitStatus.USAGE
+    return ExitStatus.OK if result.delivered else ExitStatus.FAILED
+
+
+async def _pinged(source: str, target: URL, settings: Settings) -> ping.PingResult:
+    policy = outbound.policy_for(settings)
+    async with outbound.open_session(settings, policy) as session:
+        return await ping.ping(session, policy, settings, source, target)
+
+
+def _json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (its shape is in the README)")
+
+
+def _absolute_url(name: str, text: str) -> URL | None:
+    url = http_url(text)
+    if url is None:
+        print(f"pingproxy: {name} must be an absolute http(s) URL: {text!r}", file=sys.stderr)
+    return url
+
+
+def _print(document: dict, as_text: Callable[[dict], str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(as_text(document), end="")
+
+
+def _send_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE_URL",
+                        help="the post whose links are told (a 410 Gone page: its deletion)")
+    parser.add_argument("--also", metavar="URL", nargs="+", action="extend", default=[],
+                        help="more targets, such as links the post no longer has")
+    parser.add_argument("--previous", metavar="REPORT.json",
+                        help="also tell every target of an earlier run's --json report")
+    parser.add_argument("--self", dest="include_self", action="store_true",
+                        help="also tell pages of the source's own site")
+    parser.add_argument("--media", action="store_true",
+                        help="also tell the sources of the post's images, videos and audio")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="discover and report, send nothing")
+    _json_argument(parser)
+
+
+def _send(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
+    source = _absolute_url("SOURCE_URL", arguments.source)
+    if source is None:
+        return ExitStatus.USAGE
+    try:
+        previous = _previous_targets(arguments.previous)
+    except (OSError, ValueError) as error:
+        print(f"pingproxy: --previous {arguments.previous}: {error}", file=sys.stderr)
+        return ExitStatus.USAGE
+    request = SendRequest(source, also=tuple(arguments.also), previous=previous,
+                          include_self=arguments.include_self, media=arguments.media,
+                          dry_run=arguments.dry_run)
+    try:
+        with _progress_bar() as progress:
+            report = asyncio.run(_run_send(settings, request, progress))
+    except SourceUnusable as error:
+        print(f"pingproxy: {error}", file=sys.stderr)
+        return ExitStatus.USAGE
+    print(json.dumps(as_json(report), indent=2) if arguments.json else table(report))
+    return ExitStatus.OK if report.ok else ExitStatus.FAILED
+
+
+def _previous_targets(path: str | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    with open(path, encoding="utf-8") as file:
+        return previous_targets(json.load(file))
+
+
+async def _run_send(settings: Settings, request: SendRequest,
+                    progress: Progress) -> SendReport:
+    policy = outbound.policy_for(settings)
+    async with outbound.open_session(settings, policy) as session:
+        return await Sender(session, policy, settings).send(request, progress=progress)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    """Progress on stderr when it is a terminal; nothing when piped."""
+    # Every target ends in a redraw (mininterval=0): there are at most a few hundred.
+    with tqdm(total=0, unit="target", file=sys.stderr, leave=False, mininterval=0,
+              disable=not sys.stderr.isatty()) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
+
+
+COMMANDS: Mapping[str, Command] = {
+    "serve": Command("receive pingbacks and forward them as WebMentions (the default)",
+                     _no_arguments, _serve),
+    "check": Command("check a page's set-up: what senders find, whether its endpoints answer "
+                     "(harmlessly), and the fix", _check_arguments, _check),
+    "ping": Command("send one pingback from SOURCE to TARGET, as a blog does, and show the "
+                    "answer", _ping_arguments, _ping),
+    "send": Command("tell every page a post links to, by WebMention or Pingback",
+                    _send_arguments, _send),
+}

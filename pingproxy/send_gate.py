@@ -1,0 +1,111 @@
+"""Who may start a send over HTTP (POST /api/send), from which sources, and how often.
+
+A deploy hook sends after each build; nobody else may make this server send mentions for
+them, or it becomes a relay for spam. So the route answers 404, as for any unknown path,
+unless a token is configured and the request carries one as a bearer token (compared in
+constant time); each token has its own rate; sources may be limited to some hosts; and a
+source is sent at most once per interval unless the hook says force=1, so a hook that fires
+on every build does not spray the same mentions. All of it is in memory, bounded.
+"""
+
+import hashlib
+import hmac
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from multidict import MultiMapping
+from yarl import URL
+
+from pingproxy.config import Settings
+from pingproxy.limits import RateLimiter
+from pingproxy.links import normalised
+from pingproxy.netguard import host_matches
+from pingproxy.send import SendRequest
+from pingproxy.urls import http_url
+
+# Sources remembered for the interval, least recently sent forgotten first.
+MAX_REMEMBERED_SOURCES = 10_000
+_YES = frozenset({"1", "true", "yes", "on"})
+
+
+class GateRefusal(Exception):
+    """A request the gate turns away: its HTTP status, an error name, and why."""
+
+    def __init__(self, status: int, error: str, message: str, *,
+                 retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.retry_after_seconds = retry_after_seconds
+
+
+class SendGate:
+    """The rules of POST /api/send for one server."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic):
+        self._tokens = tuple(_digest(token) for token in settings.send_tokens)
+        self._allowed_sources = settings.send_allowed_sources
+        self._interval_seconds = settings.send_source_interval_seconds
+        self._rate = RateLimiter(settings.send_rate_limit)
+        self._clock = clock
+        self._sent: OrderedDict[str, float] = OrderedDict()
+
+    def token(self, authorization: str | None) -> int | None:
+        """Which configured token the Authorization header carries (RFC 6750 section 2.1),
+        or None; every token is compared, each in constant time."""
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        given_digest = _digest(given.strip())
+        matched = None
+        for index, token in enumerate(self._tokens):
+            if hmac.compare_digest(given_digest, token):
+                matched = index
+        return matched
+
+    async def admit(self, token: int, form: MultiMapping) -> SendRequest:
+        """The send a token holder asks for; GateRefusal when it may not run now."""
+        if not await self._rate.admit(str(token)):
+            seconds = self._rate.retry_after_seconds
+            raise GateRefusal(429, "rate_limited",
+                              f"too many sends with this token; retry after {seconds} s",
+                              retry_after_seconds=seconds)
+        source = http_url(_text(form, "source"))
+        if source is None:
+            raise GateRefusal(400, "invalid_source", "source must be an absolute http(s) URL")
+        if self._allowed_sources and not host_matches(source.host, self._allowed_sources):
+            raise GateRefusal(403, "source_not_allowed",
+                              f"{source.host} is not among this server's allowed sources")
+        dry_run = _text(form, "dry_run").lower() in _YES
+        if not dry_run:
+            self._claim(source, force=_text(form, "force").lower() in _YES)
+        also = tuple(value for value in form.getall("also", ()) if isinstance(value, str))
+        return SendRequest(source, also=also, dry_run=dry_run)
+
+    def _claim(self, source: URL, *, force: bool) -> None:
+        """Note the source as sent now, unless it was sent within the interval."""
+        key, now = str(normalised(source)), self._clock()
+        last = self._sent.get(key)
+        if last is not None and not force and now - last < self._interval_seconds:
+            wait = math.ceil(self._interval_seconds - (now - last))
+            raise GateRefusal(429, "sent_recently",
+                              f"this source was sent {now - last:.0f} s ago; send it again in "
+                              f"{wait} s, or now with force=1", retry_after_seconds=wait)
+        self._sent[key] = now
+        self._sent.move_to_end(key)
+        if len(self._sent) > MAX_REMEMBERED_SOURCES:
+            self._sent.popitem(last=False)
+
+
+def _digest(token: str) -> bytes:
+    """Tokens are compared as digests, all of one length: compare_digest's time then tells
+    nothing, not even a token's length."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _text(form: MultiMapping, name: str) -> str:
+    """A form field's text; a file upload in its place counts as absent."""
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,73 @@
+"""Log lines: the stdlib's formats, produced cheaply, and flushed soon but not every line."""
+
+import asyncio
+import io
+import json
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from pingproxy.logs import FLUSH_SECONDS, BatchingStreamHandler, JsonFormatter, TextFormatter
+
+
+def record(created: float, level: int = logging.INFO, **extra) -> logging.LogRecord:
+    made = logging.LogRecord("pingproxy.relay", level, __file__, 1, "pingback %s", ("x=1",), None)
+    made.created, made.msecs = created, int((created - int(created)) * 1000) + 0.0
+    made.__dict__.update(extra)
+    return made
+
+
+@pytest.mark.parametrize("created", [1_764_300_000.0, 1_764_300_000.999, 1_764_300_001.5])
+def test_text_lines_are_the_stdlib_default_format(created):
+    stdlib = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    assert TextFormatter().format(record(created)) == stdlib.format(record(created))
+
+
+@pytest.mark.parametrize("created", [1_764_300_000.0, 1_764_300_000.999, 1_764_300_061.25])
+def test_json_lines_carry_an_iso_time_in_utc_and_the_pingback_fields(created):
+    line = json.loads(JsonFormatter().format(record(created, pingback={"outcome": "success"})))
+
+    assert line["time"] == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert line["outcome"] == "success" and line["message"] == "pingback x=1"
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+async def test_a_burst_of_lines_is_flushed_once_soon_after():
+    stream = CountingStream()
+    handler = BatchingStreamHandler(stream)
+
+    for n in range(100):
+        handler.emit(record(1_764_300_000.0 + n))
+    assert stream.flushes == 0
+    await asyncio.sleep(FLUSH_SECONDS * 3)
+
+    assert stream.flushes == 1
+    assert stream.getvalue().count("\n") == 100
+
+
+async def test_a_warning_is_flushed_at_once():
+    stream = CountingStream()
+
+    BatchingStreamHandler(stream).emit(record(1_764_300_000.0, logging.WARNING))
+
+    assert stream.flushes == 1
+
+
+def test_without_an_event_loop_every_line_is_flushed():
+    stream = CountingStream()
+    handler = BatchingStreamHandler(stream)
+
+    handler.emit(record(1_764_300_000.0))
+    handler.emit(record(1_764_300_000.0))
+
+    assert stream.flushes == 2

@@ -1,0 +1,165 @@
+"""POST /api/send: a send for deploy hooks, shut to everyone without a token."""
+
+import pytest
+
+from pingproxy import config
+from pingproxy.config import ConfigError
+from pingproxy.limits import Rate
+from tests.send_web import advertising, h_entry
+
+TOKEN = "a-deploy-hook-token-0123456789"
+AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
+
+
+
+
+@pytest.fixture
+def post(blog, sites) -> str:
+    """A post linking to three targets that take WebMentions."""
+    endpoint = sites.endpoint("/wm")
+    targets = [sites.page(f"/t/{n}", *advertising(endpoint)[0:1]) for n in range(3)]
+    return blog.page("/post", h_entry(*targets))
+
+
+@pytest.fixture
+def make_sender(make_proxy):
+    async def make(**changes):
+        return await make_proxy(**{"send_tokens": (TOKEN,), **changes})
+
+    return make
+
+
+async def test_a_send_answers_with_the_json_report(make_sender, post, sites):
+    proxy = await make_sender()
+
+    response = await proxy.post("/api/send", data={"source": post}, headers=AUTHORIZED)
+
+    assert response.status == 200
+    report = await response.json()
+    assert (report["source"], report["ok"], report["counts"]["accepted"]) == (post, True, 3)
+    assert sorted(hit.form["target"] for hit in sites.posts("/wm")) == [
+        sites.url(f"/t/{n}") for n in range(3)]
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong-token-of-the-same-size!!"},
+    {"Authorization": f"Basic {TOKEN}"}, {"Authorization": f"Bearer {TOKEN}x"},
+], ids=["none", "wrong", "not-bearer", "longer"])
+async def test_without_the_token_the_route_does_not_exist(make_sender, post, sites, headers):
+    proxy = await make_sender()
+
+    response = await proxy.post("/api/send", data={"source": post}, headers=headers)
+
+    assert response.status == 404
+    assert sites.hits == []
+
+
+async def test_without_a_configured_token_every_request_is_404(make_proxy, post, sites):
+    proxy = await make_proxy()
+    unknown = await proxy.post("/api/nothing-here", data={"source": post}, headers=AUTHORIZED)
+
+    response = await proxy.post("/api/send", data={"source": post}, headers=AUTHORIZED)
+
+    assert response.status == 404
+    assert await response.text() == "404: Not Found"
+    assert unknown.status == 200  # any other path is a pingback URL, never a 404
+    assert sites.hits == []
+
+
+async def test_each_of_several_tokens_opens_it(make_sender, post):
+    proxy = await make_sender(send_tokens=("another-token-of-a-site-42", TOKEN))
+
+    response = await proxy.post("/api/send", data={"source": post}, headers=AUTHORIZED)
+
+    assert response.status == 200
+
+
+async def test_a_source_outside_the_allowed_hosts_is_refused(make_sender, post, sites):
+    proxy = await make_sender(send_allowed_sources=("blog.example", "*.blog.example"))
+
+    response = await proxy.post("/api/send", data={"source": post}, headers=AUTHORIZED)
+
+    assert response.status == 403
+    assert (await response.json())["error"] == "source_not_allowed"
+    assert sites.hits == []
+
+
+async def test_the_same_source_waits_its_interval_unless_forced(make_sender, post, sites):
+    proxy = await make_sender(send_source_interval_seconds=300)
+    first = await proxy.post("/api/send", data={"source": post}, headers=AUTHORIZED)
+
+    again = await proxy.post("/api/send", data={"source": post}, headers=AUTHORIZED)
+    forced = await proxy.post("/api/send", data={"source": post, "force": "1"},
+                              headers=AUTHORIZED)
+
+    assert (first.status, again.status, forced.status) == (200, 429, 200)
+    assert (await again.json())["error"] == "sent_recently"
+    assert 295 <= int(again.headers["Retry-After"]) <= 300
+    assert len(sites.posts("/wm")) == 6
+
+
+async def test_each_token_has_its_rate(make_sender, post, blog):
+    other = blog.page("/other", h_entry())
+    proxy = await make_sender(send_rate_limit=Rate(2, 3600), send_source_interval_seconds=0)
+
+    statuses = [(await proxy.post("/api/send", data={"source": source},
+                                  headers=AUTHORIZED)).status
+                for source in (post, other, post)]
+    limited = await proxy.post("/api/send", data={"source": other}, headers=AUTHORIZED)
+
+    assert statuses == [200, 200, 429]
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert (await limited.json())["error"] == "rate_limited"
+
+
+async def test_targets_per_source_are_capped(make_sender, post, sites):
+    proxy = await make_sender(send_max_targets=2)
+
+    report = await (await proxy.post("/api/send", data={"source": post},
+                                     headers=AUTHORIZED)).json()
+
+    assert len(report["targets"]) == 2
+    assert [skip["reason"] for skip in report["skipped"]] == ["too_many"]
+    assert len(sites.posts("/wm")) == 2
+
+
+async def test_also_adds_targets_and_dry_run_sends_nothing(make_sender, blog, sites):
+    endpoint = sites.endpoint("/wm")
+    removed = sites.page("/removed", *advertising(endpoint)[0:1])
+    source = blog.page("/post", h_entry())
+    proxy = await make_sender()
+
+    report = await (await proxy.post("/api/send", data={"source": source, "also": removed,
+                                                        "dry_run": "1"},
+                                     headers=AUTHORIZED)).json()
+
+    assert [(t["target"], t["status"]) for t in report["targets"]] == [(removed, "not_sent")]
+    assert sites.posts() == []
+
+
+@pytest.mark.parametrize(("form", "status", "error"), [
+    ({}, 400, "invalid_source"),
+    ({"source": "ftp://blog.example/"}, 400, "invalid_source"),
+])
+async def test_a_request_without_a_usable_source_is_400(make_sender, form, status, error):
+    proxy = await make_sender()
+
+    response = await proxy.post("/api/send", data=form, headers=AUTHORIZED)
+
+    assert response.status == status and (await response.json())["error"] == error
+
+
+async def test_a_source_that_cannot_be_fetched_is_502(make_sender, blog):
+    proxy = await make_sender()
+
+    response = await proxy.post("/api/send", data={"source": blog.url("/missing")},
+                                headers=AUTHORIZED)
+
+    assert response.status == 502
+    assert await response.json() == {"error": "source_unusable",
+                                     "message": "the source answered HTTP 404 Not Found"}
+
+
+def test_a_short_token_stops_start_up():
+    with pytest.raises(ConfigError, match="PINGPROXY_SEND_TOKEN: invalid value"):
+        config.load([], {"PINGPROXY_SEND_TOKEN": "guessable"})
