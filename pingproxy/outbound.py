@@ -89,6 +89,7 @@ async def request(
     body_content_types: Collection[str] | None = None,
     links: bool = False,
     timeout: aiohttp.ClientTimeout | None = None,
+    checked: bool = False,
 ) -> Reply:
     """Request url, following redirects whose status is in follow, each hop checked.
 
@@ -96,13 +97,15 @@ async def request(
     body_content_types, only replies of those types have their body read at all; the Link
     headers are parsed only when links is true (discovery reads them, a forward never does).
     A timeout replaces the session's for each hop (send bounds connect, each read and the
-    whole).
+    whole). checked: the caller has passed url itself through the policy, so only the
+    redirects' hops are checked here.
     """
     redirects: list[tuple[int, URL]] = []
     # aiohttp reads timeout=None as "no timeout at all": pass it only when there is one.
     hop_timeout = {} if timeout is None else {"timeout": timeout}
-    for _ in range(max_redirects + 1):
-        policy.check_url(url)
+    for hop in range(max_redirects + 1):
+        if hop or not checked:
+            policy.check_url(url)
         try:
             async with session.request(
                 method, url, headers=headers, data=data, allow_redirects=False, **hop_timeout

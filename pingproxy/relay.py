@@ -69,6 +69,7 @@ class Relay:
         self._metrics = metrics
         self._forwards: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
+        self._via_entry = f"1.1 {self._via_name}"
         # Opt-in limits for public instances; None when off, so they cost nothing then.
         self._client_limits = (
             RateLimiter(settings.rate_limit, burst=settings.rate_limit_burst)
@@ -101,6 +102,8 @@ class Relay:
 
     def check_loop(self, via: list[str]) -> None:
         """Refuse a request that this instance already forwarded (RFC 9110 section 7.6.3)."""
+        if not via:
+            return
         for entry in ",".join(via).split(","):
             if self._via_name in entry.split()[1:2]:
                 raise PingbackRejected(
@@ -128,7 +131,7 @@ class Relay:
                     retry_after_seconds=RETRY_AFTER_SECONDS,
                 )
         except PingproxyError as error:
-            self._report(journey, _host(endpoint_text), error=error)
+            self._refused(journey, endpoint_text, error)
             raise
         headers = self._forward_headers(sender, via, request_id)
         task = asyncio.get_running_loop().create_task(
@@ -159,7 +162,7 @@ class Relay:
                 Outcome.INVALID_TARGET,
                 f"the target is not an absolute http(s) URL of at most {longest} characters",
             )
-        if source_url.with_fragment(None) == target_url.with_fragment(None):
+        if _same_resource(source_url, target_url):
             raise PingbackRejected(Outcome.INVALID_TARGET, "the source and target are the same")
 
     def _checked_endpoint(self, endpoint_text: str) -> URL:
@@ -172,7 +175,7 @@ class Relay:
                 f"{self._settings.max_url_characters} characters",
             )
         self._policy.check_url(endpoint)
-        return endpoint.with_fragment(None)
+        return endpoint.with_fragment(None) if endpoint.raw_fragment else endpoint
 
     def _bounded_http_url(self, text: str) -> URL | None:
         """The absolute http(s) URL text names, unless it is longer than the URL cap."""
@@ -183,7 +186,7 @@ class Relay:
         return {
             "User-Agent": USER_AGENT,
             "Forwarded": f"for={_forwarded_node(sender)}",
-            "Via": ", ".join([*via, f"1.1 {self._via_name}"]),
+            "Via": ", ".join([*via, self._via_entry]) if via else self._via_entry,
             "X-Request-Id": request_id,
         }
 
@@ -219,7 +222,8 @@ class Relay:
     def _post(self, endpoint: URL, source: str, target: str,
               headers: dict[str, str]) -> Awaitable[Reply]:
         return webmention.send(self._session, self._policy, endpoint, source, target,
-                               headers=headers, max_reply_bytes=self._settings.max_reply_bytes)
+                               headers=headers, max_reply_bytes=self._settings.max_reply_bytes,
+                               checked=True)
 
     async def _post_in_turn(self, endpoint: URL, source: str, target: str,
                             headers: dict[str, str]) -> Reply:
@@ -243,6 +247,7 @@ class Relay:
                 "the target's WebMention endpoint URL is longer than "
                 f"{self._settings.max_url_characters} characters",
             )
+        self._policy.check_url(endpoint)  # every endpoint is checked once before its POST
         if is_served_here(endpoint, proxy_host):
             raise PingbackRejected(
                 Outcome.LOOP,
@@ -263,19 +268,31 @@ class Relay:
         if not task.cancelled():
             task.exception()  # retrieved: a sender that hung up leaves nobody to read it
 
+    def _refused(self, journey: _Journey, endpoint_text: str | None,
+                 error: PingproxyError) -> None:
+        """Count a pingback refused before any forward; its line is logged at DEBUG, as for
+        other junk, so that a flood of bad calls cannot flood the log."""
+        self._metrics.count_pingback(error.outcome, None, 0.0, forwarded=False)
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log(logging.DEBUG, journey, error.outcome, None, _host(endpoint_text))
+
     def _report(self, journey: _Journey, endpoint_host: str | None, *,
                 error: PingproxyError | None = None, upstream_status: int | None = None,
                 forwarded: bool = False) -> None:
-        """Log the one line a pingback leaves and count it: never its body, and newlines
-        in its URLs cannot forge a line."""
+        """Count a forwarded pingback and log the one line it leaves."""
         outcome = error.outcome if error else Outcome.SUCCESS
         if error is not None:
             upstream_status = error.upstream_status
         duration_seconds = time.perf_counter() - journey.started
         self._metrics.count_pingback(outcome, upstream_status, duration_seconds,
                                      forwarded=forwarded)
-        if not logger.isEnabledFor(logging.INFO):
-            return
+        if logger.isEnabledFor(logging.INFO):
+            self._log(logging.INFO, journey, outcome, upstream_status, endpoint_host,
+                      duration_seconds)
+
+    def _log(self, level: int, journey: _Journey, outcome: Outcome, upstream_status: int | None,
+             endpoint_host: str | None, duration_seconds: float = 0.0) -> None:
+        """A pingback's line: never its body, and newlines in its URLs cannot forge a line."""
         fields = {
             "outcome": outcome.value,
             "fault": FAULT_CODES.get(outcome),
@@ -287,10 +304,17 @@ class Relay:
             "request_id": journey.request_id,
             "client": journey.client,
         }
-        logger.info(
-            "pingback %s", " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
+        logger.log(
+            level, "pingback %s",
+            " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
             extra={"pingback": fields},
         )
+
+
+def _same_resource(one: URL, other: URL) -> bool:
+    """Whether two URLs name the same resource: equal but perhaps for their fragments."""
+    return (one.scheme, one.host, one.port, one.raw_path, one.raw_query_string) == (
+        other.scheme, other.host, other.port, other.raw_path, other.raw_query_string)
 
 
 def _forwarded_node(address: str | None) -> str:

@@ -128,18 +128,20 @@ async def send(
     max_reply_bytes: int,
     max_redirects: int = MAX_ENDPOINT_REDIRECTS,
     timeout: aiohttp.ClientTimeout | None = None,
+    checked: bool = False,
 ) -> Reply:
     """POST source and target as a form to the endpoint; its own query stays in its URL.
 
     Only a 307 or 308 is followed, re-posting the form, up to max_redirects times (send
-    allows one); any other 3xx comes back as the reply, never turned into a GET.
+    allows one); any other 3xx comes back as the reply, never turned into a GET. checked:
+    the caller has passed the endpoint through the policy already.
     """
     form = urlencode({"source": source, "target": target}).encode()
     headers = {"Content-Type": FORM_CONTENT_TYPE, "Accept": ACCEPT, **headers}
     return await outbound.request(
         session, policy, "POST", endpoint, headers=headers, data=form,
         follow=REPOST_REDIRECT_STATUSES, max_redirects=max_redirects,
-        max_bytes=max_reply_bytes, timeout=timeout,
+        max_bytes=max_reply_bytes, timeout=timeout, checked=checked,
     )
 
 

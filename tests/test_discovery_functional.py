@@ -313,6 +313,18 @@ async def test_the_default_policy_refuses_a_loopback_target_without_fetching_it(
     assert site.fetched == [] and site.received == []
 
 
+async def test_a_discovered_endpoint_the_guard_refuses_is_never_posted_to(make_proxy, site,
+                                                                          endpoint):
+    # The target's site is allowed, the endpoint it advertises is on a port that is not.
+    proxy = await make_proxy(allowed_ports=frozenset({site.server.port}))
+    target = site.page("/post/1", f'<link rel="webmention" href="{endpoint.url()}">')
+
+    fault = await fault_of(await ping(proxy, target))
+
+    assert fault.faultCode == 0x31 and "port" in fault.faultString
+    assert len(site.fetched) == 1 and endpoint.received == []
+
+
 async def test_a_slow_target_is_bounded_by_the_forward_timeout(make_proxy, site):
     proxy = await make_proxy(forward_timeout_seconds=0.3)
     target = site.page("/post/1", '<link rel="webmention" href="/decoy">', delay=2.0)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from pingproxy import __version__
-from tests.conftest import fault_of, ping_body, read_answer
+from tests.conftest import fault_of, metric_value, ping_body, read_answer
 
 SOURCE = "http://blog.example/2026/11/a-post"
 TARGET = "https://site.example/notes/1"
@@ -468,7 +468,7 @@ def relay_lines(caplog) -> list[str]:
 
 
 async def test_each_pingback_leaves_one_log_line_with_its_fields(proxy, endpoint, caplog):
-    caplog.set_level(logging.INFO, logger="pingproxy.relay")
+    caplog.set_level(logging.DEBUG, logger="pingproxy.relay")
 
     await ping(proxy, "/" + endpoint.url())
     endpoint.reply(400, json={"error": "no_link_found"})
@@ -482,8 +482,21 @@ async def test_each_pingback_leaves_one_log_line_with_its_fields(proxy, endpoint
     assert "outcome=invalid_source fault=16 upstream_status=-" in invalid
 
 
-async def test_log_lines_cannot_be_forged_and_never_hold_the_body(proxy, endpoint, caplog):
+async def test_a_call_refused_before_any_forward_is_logged_at_debug_only(proxy, endpoint, caplog):
     caplog.set_level(logging.INFO, logger="pingproxy.relay")
+
+    for _ in range(3):
+        await ping(proxy, "/" + endpoint.url(), source="not-a-url")
+    await ping(proxy, "/" + endpoint.url())
+
+    [forwarded] = relay_lines(caplog)
+    assert forwarded.startswith("pingback outcome=success ")
+    metrics = await (await proxy.get("/metrics")).text()
+    assert metric_value(metrics, "pingproxy_pingbacks_total", outcome="invalid_source") == 3
+
+
+async def test_log_lines_cannot_be_forged_and_never_hold_the_body(proxy, endpoint, caplog):
+    caplog.set_level(logging.DEBUG, logger="pingproxy.relay")
     forged = f"{TARGET}\n2026-01-01 INFO pingproxy.relay pingback outcome=success"
     body = ping_body(SOURCE, forged).replace(b"<params>", b"<!-- BODY-MARKER --><params>")
 
