@@ -8,8 +8,8 @@ other status as a transport error and never read the fault.
 import asyncio
 import json
 import logging
-import re
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 
