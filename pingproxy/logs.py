@@ -47,6 +47,12 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return f"{self._stamp(record.created)},{int(record.msecs):03d}"
 
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        # The same line as the stdlib's, written out: its general path cost a pingback 3%.
+        return f"{self.formatTime(record)} {record.levelname} {record.name} {record.getMessage()}"
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line; a pingback's fields become keys of their own."""

@@ -292,12 +292,18 @@ class Relay:
 
     def _log(self, level: int, journey: _Journey, outcome: Outcome, upstream_status: int | None,
              endpoint_host: str | None, duration_seconds: float = 0.0) -> None:
-        """A pingback's line: never its body, and newlines in its URLs cannot forge a line."""
+        """A pingback's line: never its body, and newlines in its URLs cannot forge a line.
+
+        Written out field by field: a loop over the fields cost a tenth of a pingback's CPU.
+        Only the URLs, the endpoint host and the client can hold what needs quoting.
+        """
+        fault = FAULT_CODES.get(outcome)
+        duration_ms = round(duration_seconds * 1000, 1)
         fields = {
             "outcome": outcome.value,
-            "fault": FAULT_CODES.get(outcome),
+            "fault": fault,
             "upstream_status": upstream_status,
-            "duration_ms": round(duration_seconds * 1000, 1),
+            "duration_ms": duration_ms,
             "endpoint": endpoint_host,
             "source": journey.source,
             "target": journey.target,
@@ -305,8 +311,12 @@ class Relay:
             "client": journey.client,
         }
         logger.log(
-            level, "pingback %s",
-            " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
+            level,
+            f"pingback outcome={outcome.value} fault={_or_dash(fault)} "
+            f"upstream_status={_or_dash(upstream_status)} duration_ms={duration_ms} "
+            f"endpoint={_log_value(endpoint_host)} source={_log_value(journey.source)} "
+            f"target={_log_value(journey.target)} request_id={journey.request_id} "
+            f"client={_log_value(journey.client)}",
             extra={"pingback": fields},
         )
 
@@ -333,10 +343,13 @@ def _url_host(url: URL | None) -> str | None:
     return url.host if url is not None else None
 
 
-def _log_value(value: object) -> str:
-    if value is None:
+def _or_dash(number: int | None) -> str | int:
+    return "-" if number is None else number
+
+
+def _log_value(text: str | None) -> str:
+    if text is None:
         return "-"
-    text = str(value)
     if text and not _UNSAFE_LOG_CHARACTER.search(text):
         return text
     return json.dumps(text)

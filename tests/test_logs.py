@@ -4,6 +4,7 @@ import asyncio
 import io
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -23,6 +24,18 @@ def test_text_lines_are_the_stdlib_default_format(created):
     stdlib = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     assert TextFormatter().format(record(created)) == stdlib.format(record(created))
+
+
+def test_a_line_with_an_exception_carries_its_traceback_as_the_stdlib_writes_it():
+    stdlib = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = record(1_764_300_000.5, exc_info=sys.exc_info())
+
+    line = TextFormatter().format(failed)
+
+    assert line == stdlib.format(failed) and "ValueError: boom" in line
 
 
 @pytest.mark.parametrize("created", [1_764_300_000.0, 1_764_300_000.999, 1_764_300_061.25])
