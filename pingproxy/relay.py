@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from pingproxy import __version__, discovery, webmention
+from pingproxy import __version__, discovery, logs, webmention
 from pingproxy.config import Settings
 from pingproxy.discovery_cache import EndpointCache
 from pingproxy.errors import (
@@ -70,6 +70,7 @@ class Relay:
         self._forwards: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
         self._via_entry = f"1.1 {self._via_name}"
+        self._lines = logs.LineQueue(logger)
         # Opt-in limits for public instances; None when off, so they cost nothing then.
         self._client_limits = (
             RateLimiter(settings.rate_limit, burst=settings.rate_limit_burst)
@@ -144,10 +145,15 @@ class Relay:
 
     async def drain(self, timeout_seconds: float) -> None:
         """Wait for the forwards in flight to finish, at most timeout_seconds, then cancel
-        any discovery still running."""
+        any discovery still running, and log every line still queued."""
         if self._forwards:
             await asyncio.wait(set(self._forwards), timeout=timeout_seconds)
         await self._endpoints.close()
+        self.flush_log()
+
+    def flush_log(self) -> None:
+        """Log the pingbacks' lines still queued (they are logged in bursts, soon after)."""
+        self._lines.flush()
 
     def _check_pingback(self, source: str, target: str) -> None:
         source_url, target_url = self._bounded_http_url(source), self._bounded_http_url(target)
@@ -274,7 +280,8 @@ class Relay:
         other junk, so that a flood of bad calls cannot flood the log."""
         self._metrics.count_pingback(error.outcome, None, 0.0, forwarded=False)
         if logger.isEnabledFor(logging.DEBUG):
-            self._log(logging.DEBUG, journey, error.outcome, None, _host(endpoint_text))
+            self._lines.put(logging.DEBUG, _pingback_line, journey, error.outcome, None,
+                            _host(endpoint_text), 0.0)
 
     def _report(self, journey: _Journey, endpoint_host: str | None, *,
                 error: PingproxyError | None = None, upstream_status: int | None = None,
@@ -287,38 +294,35 @@ class Relay:
         self._metrics.count_pingback(outcome, upstream_status, duration_seconds,
                                      forwarded=forwarded)
         if logger.isEnabledFor(logging.INFO):
-            self._log(logging.INFO, journey, outcome, upstream_status, endpoint_host,
-                      duration_seconds)
+            self._lines.put(logging.INFO, _pingback_line, journey, outcome, upstream_status,
+                            endpoint_host, duration_seconds)
 
-    def _log(self, level: int, journey: _Journey, outcome: Outcome, upstream_status: int | None,
-             endpoint_host: str | None, duration_seconds: float = 0.0) -> None:
-        """A pingback's line: never its body, and newlines in its URLs cannot forge a line.
-
-        Written out field by field: a loop over the fields cost a tenth of a pingback's CPU.
-        Only the URLs, the endpoint host and the client can hold what needs quoting.
-        """
-        fault = FAULT_CODES.get(outcome)
-        duration_ms = round(duration_seconds * 1000, 1)
-        fields = {
-            "outcome": outcome.value,
-            "fault": fault,
-            "upstream_status": upstream_status,
-            "duration_ms": duration_ms,
-            "endpoint": endpoint_host,
-            "source": journey.source,
-            "target": journey.target,
-            "request_id": journey.request_id,
-            "client": journey.client,
-        }
-        logger.log(
-            level,
-            f"pingback outcome={outcome.value} fault={_or_dash(fault)} "
-            f"upstream_status={_or_dash(upstream_status)} duration_ms={duration_ms} "
-            f"endpoint={_log_value(endpoint_host)} source={_log_value(journey.source)} "
-            f"target={_log_value(journey.target)} request_id={journey.request_id} "
-            f"client={_log_value(journey.client)}",
-            extra={"pingback": fields},
-        )
+def _pingback_line(journey: _Journey, outcome: Outcome, upstream_status: int | None,
+                   endpoint_host: str | None,
+                   duration_seconds: float) -> tuple[str, dict[str, object]]:
+    """A pingback's line and its fields: never its body, and newlines in its URLs cannot
+    forge a line. Only the URLs, the endpoint host and the client can need quoting."""
+    fault = FAULT_CODES.get(outcome)
+    duration_ms = round(duration_seconds * 1000, 1)
+    fields = {
+        "outcome": outcome.value,
+        "fault": fault,
+        "upstream_status": upstream_status,
+        "duration_ms": duration_ms,
+        "endpoint": endpoint_host,
+        "source": journey.source,
+        "target": journey.target,
+        "request_id": journey.request_id,
+        "client": journey.client,
+    }
+    line = (
+        f"pingback outcome={outcome.value} fault={_or_dash(fault)} "
+        f"upstream_status={_or_dash(upstream_status)} duration_ms={duration_ms} "
+        f"endpoint={_log_value(endpoint_host)} source={_log_value(journey.source)} "
+        f"target={_log_value(journey.target)} request_id={journey.request_id} "
+        f"client={_log_value(journey.client)}"
+    )
+    return line, {"pingback": fields}
 
 
 def _same_resource(one: URL, other: URL) -> bool:

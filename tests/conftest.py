@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from pingproxy.app import create_app
+from pingproxy.app import RELAY, create_app
 from pingproxy.config import Settings
 from tests.send_web import Host, start_host
 
@@ -28,6 +28,12 @@ def read_answer(body: bytes) -> object:
     """The value of an XML-RPC answer; raises xmlrpc.client.Fault for a fault."""
     (value,), _ = xmlrpc.client.loads(body)
     return value
+
+
+def relay_lines(proxy: TestClient, caplog) -> list[str]:
+    """The pingback lines the proxy logged, once it has logged those it queued."""
+    proxy.app[RELAY].flush_log()
+    return [r.getMessage() for r in caplog.records if r.name == "pingproxy.relay"]
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

@@ -17,7 +17,7 @@ from pingproxy import discovery, outbound
 from pingproxy.config import Settings
 from pingproxy.discovery import MAX_TARGET_REDIRECTS, NO_ENDPOINT_TEXT
 from pingproxy.errors import DiscoveryFailed, Outcome
-from tests.conftest import fault_of, metric_value, ping_body, read_answer
+from tests.conftest import fault_of, metric_value, ping_body, read_answer, relay_lines
 
 SOURCE = "http://blog.example/2026/11/a-post"
 
@@ -287,7 +287,7 @@ async def test_an_endpoint_that_is_this_proxy_is_a_loop(proxy, site, caplog):
     fault = await fault_of(await ping(proxy, target))
 
     assert fault.faultCode == 0x21 and "loop" in fault.faultString
-    lines = [r.getMessage() for r in caplog.records if r.name == "pingproxy.relay"]
+    lines = relay_lines(proxy, caplog)
     assert len(lines) == 1 and "outcome=loop" in lines[0]  # no second request reached it
     assert site.received == []
 

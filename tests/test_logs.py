@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pingproxy.logs import FLUSH_SECONDS, BatchingStreamHandler, JsonFormatter, TextFormatter
+from pingproxy.logs import (
+    FLUSH_SECONDS,
+    BatchingStreamHandler,
+    JsonFormatter,
+    LineQueue,
+    TextFormatter,
+)
 
 
 def record(created: float, level: int = logging.INFO, **extra) -> logging.LogRecord:
@@ -84,3 +90,60 @@ def test_without_an_event_loop_every_line_is_flushed():
     handler.emit(record(1_764_300_000.0))
 
     assert stream.flushes == 2
+
+
+def line(number: int) -> tuple[str, dict]:
+    return f"pingback number={number}", {"pingback": {"number": number}}
+
+
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def collected():
+    logger = logging.getLogger("pingproxy.test-line-queue")
+    handler = Collected()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield logger, handler
+    logger.removeHandler(handler)
+
+
+async def test_queued_lines_are_logged_together_soon_each_with_its_own_time(collected):
+    logger, handler = collected
+    queue = LineQueue(logger)
+
+    queue.put(logging.INFO, line, 1)
+    await asyncio.sleep(0.03)
+    queue.put(logging.INFO, line, 2)
+    assert handler.records == []
+    await asyncio.sleep(FLUSH_SECONDS * 2)
+
+    first, second = handler.records
+    assert [first.getMessage(), second.getMessage()] == ["pingback number=1", "pingback number=2"]
+    assert second.created - first.created >= 0.03
+    assert first.pingback == {"number": 1}
+
+
+def test_without_an_event_loop_a_line_is_logged_at_once(collected):
+    logger, handler = collected
+
+    LineQueue(logger).put(logging.INFO, line, 7)
+
+    assert [record.getMessage() for record in handler.records] == ["pingback number=7"]
+
+
+async def test_flush_logs_what_is_queued_at_once(collected):
+    logger, handler = collected
+    queue = LineQueue(logger)
+    queue.put(logging.INFO, line, 1)
+
+    queue.flush()
+
+    assert len(handler.records) == 1

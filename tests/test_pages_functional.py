@@ -11,7 +11,7 @@ from pingproxy.app import create_app
 from pingproxy.config import Settings
 from pingproxy.inbound import track_requests
 from pingproxy.limits import Rate
-from tests.conftest import TEST_SETTINGS, ping_body
+from tests.conftest import TEST_SETTINGS, ping_body, relay_lines
 from tests.test_diagnose_functional import (
     SELF_MENTION_REFUSAL,
     a_site,
@@ -223,7 +223,7 @@ async def test_behind_a_router_the_real_client_is_named_upstream_and_logged(
 
     [received] = endpoint.received
     assert received.headers["Forwarded"] == "for=203.0.113.9"
-    [line] = [r.getMessage() for r in caplog.records if r.name == "pingproxy.relay"]
+    [line] = relay_lines(proxy, caplog)
     assert line.endswith("client=203.0.113.9")
 
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from pingproxy import __version__
-from tests.conftest import fault_of, metric_value, ping_body, read_answer
+from tests.conftest import fault_of, metric_value, ping_body, read_answer, relay_lines
 
 SOURCE = "http://blog.example/2026/11/a-post"
 TARGET = "https://site.example/notes/1"
@@ -432,7 +432,7 @@ async def test_forward_finishes_after_the_sender_hangs_up(proxy, endpoint, caplo
     await asyncio.sleep(0.1)
 
     assert endpoint.received[0].form == {"source": SOURCE, "target": TARGET}
-    lines = [r.getMessage() for r in caplog.records if r.name == "pingproxy.relay"]
+    lines = relay_lines(proxy, caplog)
     assert any("outcome=success" in line and "upstream_status=202" in line for line in lines)
 
 
@@ -463,10 +463,6 @@ async def test_two_proxies_pointed_at_each_other_stop(make_proxy, endpoint):
     assert endpoint.received == []
 
 
-def relay_lines(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "pingproxy.relay"]
-
-
 async def test_each_pingback_leaves_one_log_line_with_its_fields(proxy, endpoint, caplog):
     caplog.set_level(logging.DEBUG, logger="pingproxy.relay")
 
@@ -475,7 +471,7 @@ async def test_each_pingback_leaves_one_log_line_with_its_fields(proxy, endpoint
     await ping(proxy, "/" + endpoint.url())
     await ping(proxy, "/" + endpoint.url(), source="not-a-url")
 
-    success, refused, invalid = relay_lines(caplog)
+    success, refused, invalid = relay_lines(proxy, caplog)
     assert success.startswith("pingback outcome=success fault=- upstream_status=202 duration_ms=")
     assert f"endpoint=127.0.0.1 source={SOURCE} target={TARGET}" in success
     assert "outcome=no_link fault=17 upstream_status=400" in refused
@@ -489,7 +485,7 @@ async def test_a_call_refused_before_any_forward_is_logged_at_debug_only(proxy, 
         await ping(proxy, "/" + endpoint.url(), source="not-a-url")
     await ping(proxy, "/" + endpoint.url())
 
-    [forwarded] = relay_lines(caplog)
+    [forwarded] = relay_lines(proxy, caplog)
     assert forwarded.startswith("pingback outcome=success ")
     metrics = await (await proxy.get("/metrics")).text()
     assert metric_value(metrics, "pingproxy_pingbacks_total", outcome="invalid_source") == 3
@@ -502,7 +498,7 @@ async def test_log_lines_cannot_be_forged_and_never_hold_the_body(proxy, endpoin
 
     await proxy.post("/" + endpoint.url(), data=body)
 
-    [line] = relay_lines(caplog)
+    [line] = relay_lines(proxy, caplog)
     assert "\n" not in line and "BODY-MARKER" not in line
     assert line.startswith("pingback outcome=invalid_target ")
     assert 'target="https://site.example/notes/1\\n2026' in line
