@@ -2,6 +2,11 @@
 
 import asyncio
 import dataclasses
+import fcntl
+import os
+import pty
+import struct
+import termios
 import threading
 import xmlrpc.client
 from collections.abc import Awaitable, Callable, Sequence
@@ -275,3 +280,26 @@ async def blog(aiohttp_server) -> Host:
 async def sites(aiohttp_server) -> Host:
     """The site of a send's targets, another host: 127.0.0.2."""
     return await start_host(aiohttp_server, "127.0.0.2")
+
+
+def pseudo_terminal() -> tuple[int, int]:
+    """(controller, terminal) of a new pseudo-terminal 80 columns wide: a new one has no
+    size, and progress bars draw in its columns."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    return controller, terminal
+
+
+def read_terminal(controller: int) -> bytes:
+    """All that was written to a pseudo-terminal until its terminal side closed; closes it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal side is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    return b"".join(chunks)

@@ -5,18 +5,15 @@ subprocess: a blocking one would stop the sites from answering it.
 """
 
 import asyncio
-import fcntl
 import json
 import os
-import pty
-import struct
 import sys
-import termios
 import xmlrpc.client
 
 import pytest
 
 from pingproxy.errors import FAULT_MEANINGS
+from tests.conftest import pseudo_terminal, read_terminal
 from tests.test_diagnose_functional import (
     SELF_MENTION_REFUSAL,
     a_site,
@@ -152,23 +149,12 @@ async def test_json_of_a_broken_set_up_has_concerns_and_a_fix(endpoint, site):
 
 
 async def test_a_terminal_shows_progress_on_stderr(good_site):
-    controller, terminal = pty.openpty()
-    # A terminal 80 columns wide: a new pseudo-terminal has no size, and shows no bar.
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    controller, terminal = pseudo_terminal()
     try:
         code, out, _ = await run("check", "--allow-private", good_site, stderr=terminal)
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the terminal is closed and drained
-                break
-            if not chunk:
-                break
-            shown += chunk
     finally:
-        os.close(controller)
+        os.close(terminal)
+    shown = read_terminal(controller)
 
     assert code == 0 and out.splitlines()[-1].startswith("Yes:")
     assert b"checking" in shown and b"steps" in shown

@@ -1,16 +1,13 @@
 """`pingproxy send` as a user runs it: a process, its output and its exit code."""
 
 import asyncio
-import fcntl
 import json
 import os
-import pty
-import struct
 import sys
-import termios
 
 import pytest
 
+from tests.conftest import pseudo_terminal, read_terminal
 from tests.send_web import Answer, advertising, h_entry
 
 
@@ -18,14 +15,12 @@ async def pingproxy(*args: str, stderr_tty: bool = False) -> tuple[int, str, str
     """Run the command to its end while this loop keeps serving the local web."""
     stderr, reader = asyncio.subprocess.PIPE, None
     if stderr_tty:
-        reader, stderr = pty.openpty()
-        # A terminal of 80 columns: a new pseudo-terminal has none, and tqdm draws in them.
-        fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        reader, stderr = pseudo_terminal()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pingproxy", *args, stdout=asyncio.subprocess.PIPE, stderr=stderr)
     if stderr_tty:
         os.close(stderr)
-        terminal = asyncio.create_task(asyncio.to_thread(_read_all, reader))
+        terminal = asyncio.create_task(asyncio.to_thread(read_terminal, reader))
     try:
         out, err = await asyncio.wait_for(process.communicate(), 30)
     finally:
@@ -34,22 +29,6 @@ async def pingproxy(*args: str, stderr_tty: bool = False) -> tuple[int, str, str
     if stderr_tty:
         err = await asyncio.wait_for(terminal, 10)
     return process.returncode, out.decode(), err.decode(errors="replace")
-
-
-def _read_all(descriptor: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(descriptor, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(descriptor)
-    return b"".join(chunks)
-
-
 
 
 def targets_with(sites, endpoint: str, count: int = 2) -> list[str]:
