@@ -1,6 +1,11 @@
-"""The README's sidecar recipes, run: its nginx and Caddy blocks with Debian's nginx and caddy.
+"""The README's recipes, run: the one-line install with pipx, and the sidecar's nginx and
+Caddy blocks with Debian's nginx and caddy.
 
-The blocks are read from the README itself (the fenced ```nginx and ```caddy blocks of
+The install: the README's ``pipx install .`` runs in a copy of the checkout (its files, not
+its venv or caches), with pipx's directories in a temporary one; the command it installs
+then serves a page. pip fetches the dependencies as a user's would (from its cache when warm).
+
+The sidecar's blocks are read from the README itself (the fenced ```nginx and ```caddy blocks of
 "Sidecar next to your site, behind nginx or Caddy"), and pingproxy is started with that
 section's own command line and environment. What the test changes, and only that:
 
@@ -23,6 +28,7 @@ import html
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,9 +42,16 @@ from yarl import URL
 
 from tests.test_command_functional import wait_until_serving
 
-README = Path(__file__).parent.parent / "README.md"
+CHECKOUT = Path(__file__).parent.parent
+README = CHECKOUT / "README.md"
 SECTION = "### Sidecar next to your site, behind nginx or Caddy"
-NGINX, CADDY = "/usr/sbin/nginx", "/usr/bin/caddy"
+INSTALL_SECTION = "### Install only the command"
+NGINX, CADDY, PIPX = "/usr/sbin/nginx", "/usr/bin/caddy", "/usr/bin/pipx"
+# What a checkout holds that is no part of it: what .gitignore names, and git's own.
+NOT_THE_CHECKOUT = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build",
+                                          "dist", ".pytest_cache", ".hypothesis", "screenshots",
+                                          "results.json", "profiles")
+INSTALL_SECONDS = 600
 PROXY_ADDRESS, ENDPOINT_ADDRESS = "127.0.0.1:8080", "127.0.0.1:3000"
 SOURCE, TARGET = "https://blog.example/2026/11/a-post", "https://example.com/notes/1"
 START_SECONDS = 15
@@ -69,11 +82,11 @@ CADDY_GLOBAL_OPTIONS = """{
 """
 
 
-def recipe() -> dict[str, str]:
-    """The section's fenced blocks by language: sh, nginx, caddy, html."""
+def recipe(heading: str = SECTION) -> dict[str, str]:
+    """A section's fenced blocks by language (the sidecar's: sh, nginx, caddy, html)."""
     text = README.read_text()
-    section = text[text.index(SECTION):]
-    section = section[:section.index("\n## ")]
+    section = text[text.index(heading) + len(heading):]
+    section = section[:re.search(r"^##", section, re.MULTILINE).start()]
     return {language: body for language, body
             in re.findall(r"^```(\w+)\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)}
 
@@ -221,3 +234,35 @@ async def test_every_tag_the_page_writes_through_the_recipe_carries_a_real_pingb
     assert sorted((r.path, r.query) for r in endpoint.received) == \
         sorted([("/webmention", endpoint_path.partition("?")[2]), ("/webmention", "")])
     assert all(r.form == {"source": SOURCE, "target": TARGET} for r in endpoint.received)
+
+
+async def test_the_one_line_install_gives_a_pingproxy_command_that_serves(
+        tmp_path, unused_tcp_port):
+    [install] = recipe(INSTALL_SECTION)["sh"].strip().splitlines()
+    command = shlex.split(install)
+    assert command[:2] == ["pipx", "install"]
+    checkout = tmp_path / "checkout"
+    shutil.copytree(CHECKOUT, checkout, ignore=NOT_THE_CHECKOUT)
+    pipx_home = {"PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin"),
+                 "PIPX_MAN_DIR": str(tmp_path / "man")}
+
+    installed = await asyncio.to_thread(
+        subprocess.run, [PIPX, *command[1:]], cwd=checkout, env={**os.environ, **pipx_home},
+        capture_output=True, text=True, timeout=INSTALL_SECONDS)
+    assert installed.returncode == 0, installed.stderr
+    command_path = tmp_path / "bin" / "pingproxy"
+    version = subprocess.run([command_path, "--version"], capture_output=True, text=True,
+                             timeout=60)
+    process = subprocess.Popen([command_path, "--port", str(unused_tcp_port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        await wait_until_serving(f"http://127.0.0.1:{unused_tcp_port}/healthz", process)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{unused_tcp_port}/nope/x") as response:
+                status, page = response.status, await response.text()
+    finally:
+        stop(process)
+
+    assert version.stdout.startswith("pingproxy ")
+    assert not str(command_path.resolve()).startswith(str(CHECKOUT / ".venv"))
+    assert status == 404 and "Not a pingback endpoint" in page  # templates installed too
