@@ -240,7 +240,7 @@ async def test_metrics_off_removes_the_route(make_proxy):
 
     response = await proxy.get("/metrics")
 
-    assert response.status == 200 and "pingback endpoint" in await response.text()
+    assert response.status == 404 and "Not a pingback endpoint" in await response.text()
 
 
 async def test_healthz_answers_without_touching_upstream(proxy, endpoint):
