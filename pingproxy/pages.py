@@ -1,4 +1,5 @@
-"""The HTML pages people see: the landing page, a pingback URL's own page, the check page.
+"""The HTML pages people see: the landing page, a pingback URL's own page (or, for a URL
+whose pingbacks would all be refused, the fault they would get), the check page.
 
 Templates live in pingproxy/templates/ and are rendered by jinja2 through aiohttp-jinja2 with
 autoescaping on, so nothing a visitor or a checked page supplies becomes markup. The pages
