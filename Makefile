@@ -2,16 +2,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The browser tests drive Debian's Chromium (never a downloaded browser build).
+# The browser tests drive Debian's Chromium (never a downloaded browser build); the recipe
+# tests Debian's nginx and caddy; the install test pipx.
 CHROMIUM := /usr/bin/chromium
+NGINX := /usr/sbin/nginx
+CADDY := /usr/bin/caddy
+PIPX := /usr/bin/pipx
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 .PHONY: run test bench profile clean
 
 run: $(VENV)/.installed
 	$(BIN)/pingproxy $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM)
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(CADDY) $(PIPX)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -36,8 +42,16 @@ $(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 
 # Installed from Debian's packages when missing, so that a fresh machine and CI run every test.
 $(CHROMIUM):
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+	$(APT_INSTALL) chromium
+
+$(NGINX):
+	$(APT_INSTALL) nginx
+
+$(CADDY):
+	$(APT_INSTALL) caddy
+
+$(PIPX):
+	$(APT_INSTALL) pipx
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

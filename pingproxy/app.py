@@ -219,7 +219,14 @@ def _public_base(request: web.Request) -> str:
 
 
 def _endpoint_page(request: web.Request, endpoint_text: str) -> web.Response:
-    base = _public_base(request)
+    """Where this pingback URL's pingbacks go; or, when every one would get a fault before
+    any forward, a 404 (or 403) page that says which and why, with no tag to copy."""
+    base, settings = _public_base(request), request.app[SETTINGS]
+    unusable = pages.unusable_endpoint(base, endpoint_text, request.app[POLICY],
+                                       max_url_characters=settings.max_url_characters)
+    if unusable is not None:
+        status, context = unusable
+        return pages.render("no_endpoint.html", request, base, context, status=status)
     return pages.render("endpoint.html", request, base, pages.endpoint(base, endpoint_text))
 
 
