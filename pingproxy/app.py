@@ -24,9 +24,9 @@ from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pingproxy.metrics import Metrics
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.relay import Relay
-from pingproxy.send import Sender, SourceUnusable
-from pingproxy.send_gate import GateRefusal, SendGate
-from pingproxy.send_report import as_json
+from pingproxy.send.gate import GateRefusal, SendGate
+from pingproxy.send.post import Sender, SourceUnusable
+from pingproxy.send.report import as_json
 from pingproxy.urls import endpoint_from_forward, endpoint_from_path, http_url
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -24,8 +24,8 @@ from yarl import URL
 from pingproxy import __version__, config, diagnose, logs, outbound, ping, report
 from pingproxy.config import ConfigError, Settings
 from pingproxy.findings import Status
-from pingproxy.send import Progress, Sender, SendRequest, SourceUnusable
-from pingproxy.send_report import SendReport, as_json, previous_targets, table
+from pingproxy.send.post import Progress, Sender, SendRequest, SourceUnusable
+from pingproxy.send.report import SendReport, as_json, previous_targets, table
 from pingproxy.urls import http_url
 
 

@@ -13,8 +13,8 @@ from yarl import URL
 from pingproxy import outbound
 from pingproxy.errors import FAULT_MEANINGS
 from pingproxy.netguard import DestinationPolicy
-from pingproxy.send import USER_AGENT, Sender, SendRequest, SourceUnusable
-from pingproxy.send_report import (
+from pingproxy.send.post import USER_AGENT, Sender, SendRequest, SourceUnusable
+from pingproxy.send.report import (
     ACCEPTED,
     BLOCKED,
     FAILED,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pingproxy.links import SKIP_REASONS, Skipped
-from pingproxy.send_report import (
+from pingproxy.send.report import (
     STATUSES,
     SendReport,
     TargetResult,

@@ -7,7 +7,7 @@ the target's line of the report. Nothing is stored: sending again after an edit 
 run (WebMention section 3.1.3 asks senders to re-send to every target), and the targets a
 post no longer links to come from the caller (--also, --previous).
 
-Politeness: each request goes through send_pacing (a bound on all, a share per host, each
+Politeness: each request goes through pacing.py (a bound on all, a share per host, each
 request counting for the host it goes to: a target's page for the target's host, a POST for
 the endpoint's; one retry), is bounded in connect, read and total time, its reply in size,
 and the whole run in time.
@@ -36,8 +36,8 @@ from pingproxy.errors import (
 )
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
-from pingproxy.send_pacing import Pacer
-from pingproxy.send_report import (
+from pingproxy.send.pacing import Pacer
+from pingproxy.send.report import (
     ACCEPTED,
     BLOCKED,
     FAILED,

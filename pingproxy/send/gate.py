@@ -22,7 +22,7 @@ from pingproxy.config import Settings
 from pingproxy.limits import RateLimiter
 from pingproxy.links import normalised
 from pingproxy.netguard import host_matches
-from pingproxy.send import SendRequest
+from pingproxy.send.post import SendRequest
 from pingproxy.urls import http_url
 
 # Sources remembered for the interval, least recently sent forgotten first.
