@@ -211,7 +211,7 @@ def _send_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--previous", metavar="REPORT.json",
                         help="an earlier run's --json report: its targets are told too; for "
                              "a feed, each entry's, and entries it sent unchanged are left")
-    parser.add_argument("--entries", metavar="N", type=int, default=DEFAULT_ENTRIES,
+    parser.add_argument("--entries", metavar="N", type=int,
                         help=f"a feed: its newest N entries at most (default {DEFAULT_ENTRIES}, "
                              "up to --send-max-entries)")
     parser.add_argument("--since", metavar="WHEN",
@@ -269,7 +269,9 @@ def _previous(path: str | None) -> Previous:
         raise _UsageError(f"--previous {path}: {error}") from None
 
 
-def _entries(entries: int, settings: Settings) -> int:
+def _entries(entries: int | None, settings: Settings) -> int:
+    if entries is None:
+        return min(DEFAULT_ENTRIES, settings.send_max_entries)
     if not 1 <= entries <= settings.send_max_entries:
         raise _UsageError(f"--entries {entries}: expected a number from 1 to "
                           f"{settings.send_max_entries} (--send-max-entries)")

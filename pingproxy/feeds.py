@@ -242,8 +242,12 @@ def _xml_feed(body: bytes, content_type: str, url: URL) -> Feed:
     name = root.tag.rpartition("}")[2]
     if name not in ("rss", "feed", "RDF"):
         raise FeedUnreadable(f"the feed is XML but neither RSS nor Atom (its root is <{name}>)")
-    parsed = feedparser.parse(io.BytesIO(body), response_headers={
-        "content-location": str(url), "content-type": content_type or "application/xml"})
+    # Only links, titles and dates are read: sanitizing each entry's HTML and resolving the
+    # URLs inside it would be most of the work (a megabyte of content: 2 s instead of 0.02 s).
+    parsed = feedparser.parse(io.BytesIO(body), sanitize_html=False,
+                              resolve_relative_uris=False, response_headers={
+                                  "content-location": str(url),
+                                  "content-type": content_type or "application/xml"})
     kind = ATOM if parsed.get("version", "").startswith("atom") else RSS
     entries = [Entry(_absolute(url, _text(item, "link")), _text(item, "link"),
                      _text(item, "title"), _struct_date(item, "updated_parsed"),

@@ -285,3 +285,13 @@ async def test_the_readmes_cron_line_sends_each_entry_once_across_runs(site, tmp
     assert not (tmp_path / "next.json").exists()
     assert len(site.django.received) == len(site.webmentions.received) == 3
     assert len(site.pingback.calls) == 3
+
+
+async def test_the_default_entries_follow_a_lower_cap_on_entries(site):
+    status, out, _ = await pingproxy("send", site.feed("rss"), "--allow-private", "--json",
+                                     "--send-max-entries", "2")
+
+    assert status == 0
+    assert json.loads(out)["entries_limit"] == 2
+    assert [e["reason"] for e in json.loads(out)["entries"]] == ["taken", "taken",
+                                                                 "beyond_entries"]

@@ -12,6 +12,7 @@ from pingproxy.send.report import (
     SendReport,
     TargetResult,
     as_json,
+    fails,
     read_previous,
     table,
 )
@@ -125,3 +126,20 @@ def test_the_table_prints_words_where_the_json_has_codes():
     assert not {"no_endpoint", "target_gone", "not_sent"} & set(text.split())
     assert [t["status"] for t in as_json(report)["targets"]] == [
         "no_endpoint", "target_gone", "not_sent"]
+
+
+@pytest.mark.parametrize(("status", "found_in", "deleted", "failing"), [
+    ("refused", "e-content", False, True),
+    ("refused", "previous", False, False),
+    ("refused", "also", False, False),
+    ("refused", "e-content", True, False),
+    ("failed", "previous", False, True),
+    ("failed", "e-content", True, True),
+    ("no_endpoint", "e-content", False, False),
+    ("accepted", "e-content", False, False),
+])
+def test_a_refusal_fails_the_run_only_for_a_link_the_post_still_makes(status, found_in,
+                                                                       deleted, failing):
+    result = TargetResult("https://a.example/", found_in, status)
+
+    assert fails(result, deleted=deleted) is failing
