@@ -254,3 +254,17 @@ async def test_a_page_that_is_no_feed_is_still_a_post(site):
 
     assert not isinstance(report, FeedReport)
     assert {target for _, target in site.stored()} == set(site.targets(POSTS[0].path)[:2])
+
+
+async def test_one_run_timeout_bounds_every_entry_together(site):
+    slow = site.sites.page("/very-slow", "<p>t</p>", delay=3.0)
+    site.blog.page(POSTS[1].path, h_entry(slow))
+    settings = dataclasses.replace(SETTINGS, send_run_timeout_seconds=1.0)
+
+    report = await send(site.feed("rss"), settings)
+
+    [late] = [t for e in report.entries if e.report for t in e.report.targets
+              if t.target == slow]
+    assert (late.status, late.message) == ("failed", "not finished when the run's 1 s ran out")
+    assert not report.ok
+    assert len(site.stored()) == 4  # the other two entries were told in time

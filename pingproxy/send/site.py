@@ -86,32 +86,34 @@ class _FeedRun:
         self._started: dict[int, float] = {}
 
     async def report(self, feed: feeds.Feed, page: Reply) -> FeedReport:
+        """Every entry taken or left; those taken sent, all at once within the run."""
         request = self._request
         window = feeds.Window(request.entries, request.since, request.previous.sent_dates)
         decisions = feeds.select(feed, (request.source, page.url), window)
         report = FeedReport(str(request.source), str(page.url), page.status, feed.format,
                             feed.title, request.entries, feeds.iso(request.since),
                             request.dry_run, [EntryResult(d) for d in decisions])
+        listed = set()
         for entry in report.entries:
             if entry.decision.entry.url is not None:
+                listed.add(source_key(entry.decision.entry.url))
                 entry.last_sent = self._carried(source_key(entry.decision.entry.url))
-        report.entries += self._not_in_feed({source_key(entry.decision.entry.url)
-                                             for entry in report.entries
-                                             if entry.decision.entry.url is not None})
-        taken = [entry for entry in report.entries if entry.decision.taken]
-        posts = await asyncio.gather(*(self._chosen(entry) for entry in taken))
-        self._cap_targets(taken)
-        done = 0
-        if self._progress is not None:
-            self._progress.entries(done, len(taken))
-        for finished in asyncio.as_completed(
-                [self._notify(entry, post) for entry, post in zip(taken, posts, strict=True)]):
-            await finished
-            done += 1
-            if self._progress is not None:
-                self._progress.entries(done, len(taken))
+        report.entries += self._not_in_feed(listed)
+        await self._send([entry for entry in report.entries if entry.decision.taken])
         report.seconds = self._run.seconds()
         return report
+
+    async def _send(self, taken: list[EntryResult]) -> None:
+        """Read every entry's page and choose its targets, cap them, then tell them all."""
+        posts = await asyncio.gather(*(self._chosen(entry) for entry in taken))
+        self._cap_targets(taken)
+        notified = [self._notify(entry, post) for entry, post in zip(taken, posts, strict=True)]
+        if self._progress is not None:
+            self._progress.entries(0, len(taken))
+        for done, finished in enumerate(asyncio.as_completed(notified), start=1):
+            await finished
+            if self._progress is not None:
+                self._progress.entries(done, len(taken))
 
     def _carried(self, key: str) -> dict | None:
         """An entry's last_sent as the previous report had it, for one not sent now."""
