@@ -68,6 +68,8 @@ class Settings:
     send_retry_max_wait_seconds: float = 10.0
     send_retry_backoff_seconds: float = 1.0
     send_max_targets: int = 100
+    send_max_entries: int = 50
+    send_max_run_targets: int = 500
     send_tokens: tuple[str, ...] = field(default=(), repr=False)
     send_allowed_sources: tuple[str, ...] = ()
     send_source_interval_seconds: float = 300.0
@@ -329,6 +331,12 @@ OPTIONS = (
            commands=SEND_AND_SERVE),
     Option("send_max_targets", "--send-max-targets", "N", _positive(int),
            "most targets one send notifies; further links are skipped", commands=SEND_AND_SERVE),
+    Option("send_max_entries", "--send-max-entries", "N", _positive(int),
+           "most entries of a feed one send takes (--entries may ask for fewer)",
+           commands=SEND_AND_SERVE),
+    Option("send_max_run_targets", "--send-max-run-targets", "N", _positive(int),
+           "most targets one send of a feed notifies across all its entries; the older "
+           "entries' further links are skipped", commands=SEND_AND_SERVE),
     Option("send_tokens", "--send-token", "TOKENS", _tokens,
            "comma-separated bearer tokens that open POST /api/send, each of at least "
            f"{MIN_TOKEN_CHARACTERS} characters (prefer the environment: ps shows flags)",
