@@ -19,6 +19,7 @@ test: $(VENV)/.installed-test $(CHROMIUM)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.hostile_heads $(ARGS)
 
 # Where pingproxy's CPU goes under load (py-spy); summaries in bench/profiles/.
 profile: $(VENV)/.installed-bench

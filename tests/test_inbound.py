@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import (
     LineTooLong,
 )
 
-from pingproxy.inbound import parser_reason, quiet_accept_failures
+from pingproxy.inbound import head_end, head_too_large, parser_reason, quiet_accept_failures
 
 RAW = "SECRET-RAW-BYTES"
 
@@ -51,6 +51,30 @@ def test_a_reason_is_one_printable_line_of_bounded_length():
     reason = parser_reason(BadHttpMessage("x" * 500 + "\x1b[31m\r"))
 
     assert reason.isprintable() and len(reason) <= 120
+
+
+@pytest.mark.parametrize(("previous", "data", "end"), [
+    (b"", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27),
+    (b"", b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody\r\n\r\n", 27),
+    (b"", b"GET / HTTP/1.1\r\nHost: x\r\n", -1),
+    (b"x\r\n", b"\r\nbody", 2),
+    (b"\r\n\r", b"\nbody", 1),
+    (b"x\r", b"\n\r\n", 3),
+    (b"x\r", b"\n", -1),
+    (b"\r\n", b"X: 1\r\n\r\n", 8),
+    (b"\n\n\n", b"\n\n", -1),  # bare line feeds end nothing: aiohttp refuses them
+], ids=["whole head", "body after it", "unfinished", "split 2+2", "split 3+1", "split 1+3",
+        "split, unfinished", "no split", "bare line feeds"])
+def test_the_end_of_a_head_is_found_even_split_between_two_reads(previous, data, end):
+    assert head_end(previous, data) == end
+
+
+def test_the_431_answer_is_one_plain_line_of_the_length_it_announces():
+    head, _, body = head_too_large(32768).partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert f"Content-Length: {len(body)}".encode() in head and b"Connection: close" in head
+    assert body.endswith(b"\n") and body.count(b"\n") == 1 and b"32768" in body
 
 
 @pytest.fixture
