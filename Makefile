@@ -20,6 +20,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.hostile_heads $(ARGS)
+	$(BIN)/python -m bench.out_of_files
 
 # Where pingproxy's CPU goes under load (py-spy); summaries in bench/profiles/.
 profile: $(VENV)/.installed-bench
