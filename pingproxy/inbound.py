@@ -233,7 +233,7 @@ class GuardedConnection(asyncio.Protocol):
     def _refuse_head(self, read_bytes: int) -> None:
         """Answer 431 and close: the rest of the head is never read."""
         self._cancel()
-        self._head_read = True  # nothing more is counted, and none of it is handled
+        self._head_read = True  # nothing more is counted (closed, the transport reads no more)
         peer = self._transport.get_extra_info("peername")
         logger.warning("refused a request head over %d bytes from %s (%d bytes read of it); "
                        "connection closed", self._max_head_bytes,
