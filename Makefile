@@ -25,6 +25,8 @@ test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(CADDY) $(PIPX)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.hostile_heads $(ARGS)
+	$(BIN)/python -m bench.out_of_files
 
 # Where pingproxy's CPU goes under load (py-spy); summaries in bench/profiles/.
 profile: $(VENV)/.installed-bench

@@ -40,6 +40,7 @@ class Settings:
     max_headers: int = 32
     max_header_field_bytes: int = 4 * 1024
     max_request_line_bytes: int = 8 * 1024
+    max_head_bytes: int = 32 * 1024
     max_url_characters: int = 4096
     max_reply_bytes: int = 64 * 1024
     max_inflight: int = 1024
@@ -254,6 +255,9 @@ OPTIONS = (
            "longest header field in a request; longer gets HTTP 400"),
     Option("max_request_line_bytes", "--max-request-line", "BYTES", _positive(int),
            "longest request target (the URL in the request line); longer gets HTTP 400"),
+    Option("max_head_bytes", "--max-head", "BYTES", _positive(int),
+           "largest request head (request line and header fields together); larger gets "
+           "HTTP 431 and the connection closes, the rest never read"),
     Option("max_url_characters", "--max-url", "CHARACTERS", _positive(int),
            "longest source, target or endpoint URL accepted, named or discovered"),
     Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),

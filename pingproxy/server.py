@@ -54,6 +54,7 @@ def runner_for(settings: Settings, *, shutdown_timeout_seconds: float,
     """The runner of a new application for these settings."""
     return GuardedRunner(create_app(settings),
                          header_timeout_seconds=settings.header_timeout_seconds,
+                         max_head_bytes=settings.max_head_bytes,
                          handle_signals=handle_signals, access_log=None,
                          shutdown_timeout=shutdown_timeout_seconds)
 

@@ -289,7 +289,6 @@ async def test_the_run_cap_fails_what_is_unfinished(blog, sites):
 
     assert report.targets[0].status == FAILED
     assert "not finished when the run's 0.5 s ran out" in report.targets[0].message
-    assert report.seconds < 2.5
 
 
 async def test_the_guard_refuses_a_loopback_source_by_default(blog):
