@@ -306,7 +306,8 @@ COMMANDS: Mapping[str, Command] = {
     "serve": Command("receive pingbacks and forward them as WebMentions (the default)",
                      _no_arguments, _serve),
     "check": Command("check a page's set-up: what senders find, whether its endpoints answer "
-                     "(harmlessly), and the fix", _check_arguments, _check),
+                     "(to probes that receivers verifying the source refuse), and the fix",
+                     _check_arguments, _check),
     "ping": Command("send one pingback from SOURCE to TARGET, as a blog does, and show the "
                     "answer", _ping_arguments, _ping),
     "send": Command("tell every page a post links to, by WebMention or Pingback",
