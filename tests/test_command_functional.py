@@ -236,33 +236,33 @@ def test_a_double_dash_ends_the_also_list():
     assert "pingproxy: the source could not be fetched: port 9 is not allowed" in result.stderr
 
 
-@pytest.mark.parametrize(("args", "output"), [
-    (["check", "http://127.0.0.1:4001/post"], "stdout"),
-    (["ping", "https://blog.example/post", "http://127.0.0.1:4001/post"], "stdout"),
-    (["send", "http://127.0.0.1:4001/post"], "stderr"),
-])
-def test_a_port_refusal_on_your_own_machine_names_allow_private_and_when_it_is_safe(args, output):
-    result = run(args)
-
-    assert result.returncode == 2
-    assert ("port 4001 is not allowed (allowed: 80, 443, 8080, 8443); --allow-private allows "
-            "any port on 127.0.0.1 (safe for a site on your own machine, or a sidecar next to "
-            "its endpoint)") in getattr(result, output)
+PORT_REFUSAL = ("port 4001 is not allowed (allowed: 80, 443, 8080, 8443); --allow-private "
+                "allows any port on 127.0.0.1 (safe for a site on your own machine, or a "
+                "sidecar next to its endpoint)")
+LOOPBACK_REFUSAL = ("127.0.0.1 is a loopback address; only public addresses are forwarded to; "
+                    "--allow-private allows it (safe for a site on your own machine, or a "
+                    "sidecar next to its endpoint)")
 
 
-@pytest.mark.parametrize(("args", "output"), [
-    (["check", "--allowed-ports", "4001", "http://127.0.0.1:4001/post"], "stdout"),
+@pytest.mark.parametrize(("args", "output", "refusal"), [
+    (["check", "http://127.0.0.1:4001/post"], "stdout", PORT_REFUSAL),
+    (["ping", "https://blog.example/post", "http://127.0.0.1:4001/post"], "stdout",
+     PORT_REFUSAL),
+    (["send", "http://127.0.0.1:4001/post"], "stderr", PORT_REFUSAL),
+    (["check", "--allowed-ports", "4001", "http://127.0.0.1:4001/post"], "stdout",
+     LOOPBACK_REFUSAL),
     (["ping", "--allowed-ports", "4001", "https://blog.example/post",
-      "http://127.0.0.1:4001/post"], "stdout"),
-    (["send", "--allowed-ports", "4001", "http://127.0.0.1:4001/post"], "stderr"),
-])
-def test_a_loopback_refusal_names_allow_private_and_when_it_is_safe(args, output):
+      "http://127.0.0.1:4001/post"], "stdout", LOOPBACK_REFUSAL),
+    (["send", "--allowed-ports", "4001", "http://127.0.0.1:4001/post"], "stderr",
+     LOOPBACK_REFUSAL),
+], ids=["check-port", "ping-port", "send-port", "check-loopback", "ping-loopback",
+        "send-loopback"])
+def test_a_refusal_on_your_own_machine_names_allow_private_and_when_it_is_safe(args, output,
+                                                                                refusal):
     result = run(args)
 
     assert result.returncode == 2
-    assert ("127.0.0.1 is a loopback address; only public addresses are forwarded to; "
-            "--allow-private allows it (safe for a site on your own machine, or a sidecar next "
-            "to its endpoint)") in getattr(result, output)
+    assert refusal in getattr(result, output)
 
 
 def test_a_port_refusal_on_a_public_host_names_allowed_ports_with_the_whole_list():
