@@ -94,9 +94,15 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, with the way out after the mistake an option of many values invites."""
 
+    given: tuple[str, ...] = ()
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         many = [action.option_strings[0] for action in self._actions
-                if action.option_strings and action.nargs in ("+", "*")]
+                if set(action.option_strings) & set(self.given) and action.nargs in ("+", "*")]
         if many and message.startswith("the following arguments are required"):
             missing = message.partition(": ")[2]
             message += (f" ({' and '.join(many)} takes every value after it: put {missing} "

@@ -229,6 +229,14 @@ def test_also_before_the_source_says_to_put_the_source_first_or_use_a_double_das
         "every value after it: put SOURCE_URL first, or end the list with --)")
 
 
+def test_a_missing_source_without_also_gets_no_hint_about_also():
+    result = run(["send", "--dry-run"])
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "pingproxy send: error: the following arguments are required: SOURCE_URL")
+
+
 def test_a_double_dash_ends_the_also_list():
     result = run(["send", "--also", "https://a.example/old", "--", "http://127.0.0.1:9/post"])
 
