@@ -1,6 +1,7 @@
 """Reports as text and JSON, without a network."""
 
 import json
+from pathlib import Path
 
 from yarl import URL
 
@@ -106,3 +107,10 @@ def test_ping_text_for_success_already_registered_and_failure():
         "Fault 48 (the pingback has already been registered): seen it",
         "Already registered: the pingback was delivered before."]
     assert failed.splitlines()[1] == "Not delivered: the pingback server answered HTTP 403"
+
+
+def test_the_readmes_check_example_uses_the_words_check_prints():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+
+    assert f"\n{report.PROBES_TITLE}\n" in readme
+    assert "\n    Fix: Change the <link> element to this, or remove it:\n" in readme
