@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -144,10 +145,18 @@ def _serve(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
         try:
             serve(settings)
         except OSError as error:  # the address is taken, or not this machine's
-            print(f"pingproxy: cannot listen on {settings.host}:{settings.port}: "
-                  f"{error.strerror or error}", file=sys.stderr)
+            _say_serve_failed(settings, f"cannot listen on {settings.host}:{settings.port}: "
+                                        f"{error.strerror or error}")
             return ExitStatus.FAILED
     return ExitStatus.OK
+
+
+def _say_serve_failed(settings: Settings, problem: str) -> None:
+    """One line: plain for people, or a log record when every line must be JSON."""
+    if settings.log_format == "json":
+        logging.getLogger("pingproxy.server").error(problem)
+    else:
+        print(f"pingproxy: {problem}", file=sys.stderr)
 
 
 @contextmanager

@@ -293,6 +293,23 @@ def test_a_port_in_use_is_one_line_and_exit_1_with_any_number_of_workers(
     assert "in use" in refusal.lower()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_said_in_json_when_every_line_must_be_json(
+        unused_tcp_port_factory, workers):
+    port = unused_tcp_port_factory()
+    with socket.create_server(("127.0.0.1", port)):
+        result = subprocess.run(
+            [sys.executable, "-m", "pingproxy", "--port", str(port), "--workers", workers,
+             "--log-format", "json"], capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 1
+    starting, refusal = map(json.loads, result.stderr.strip().splitlines())
+    assert starting["level"] == "info"
+    assert refusal["level"] == "error"
+    assert refusal["logger"] == "pingproxy.server"
+    assert refusal["message"].startswith(f"cannot listen on 127.0.0.1:{port}: ")
+
+
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 async def test_a_clean_stop_with_workers_prints_nothing_alarming(start_pingproxy, endpoint,
                                                                  event_loop):
