@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
 CHROMIUM := /usr/bin/chromium
+# The shared-limits tests start Debian's redis-server (never skipped).
+REDIS_SERVER := /usr/bin/redis-server
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: run test bench profile clean
@@ -11,12 +13,12 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 run: $(VENV)/.installed
 	$(BIN)/pingproxy $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM)
+test: $(VENV)/.installed-test $(CHROMIUM) $(REDIS_SERVER)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ARGS=--quick for a smoke run in under a minute; results in BENCHMARKS.md and bench/results.json.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench $(REDIS_SERVER)
 	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.hostile
 
@@ -38,6 +40,10 @@ $(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+$(REDIS_SERVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
