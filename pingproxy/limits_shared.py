@@ -1,10 +1,13 @@
 """Limits counted in Redis, so that every instance of a fleet counts against the same ones.
 
 Imported only with --redis-url (the redis extra: limits and redis-py). The rates are the
-limits library's moving windows in its async Redis storage; slots and intervals are a few
-Redis commands of our own, each key under the prefix and with a TTL, so one Redis serves
-several deployments, nothing grows without bound, and no client address is kept longer than
-its window.
+limits library's moving windows (its strategy, its keys and its Lua script, in its async Redis
+storage); slots and intervals are a few Redis commands of our own, each key under the prefix
+and with a TTL, so one Redis serves several deployments, nothing grows without bound, and no
+client address is kept longer than its window.
+
+Every command goes through one RedisPipe (redis_pipe): the commands that the pingbacks of one
+event-loop turn need are written together on one connection, and their answers read in order.
 
 Redis down or slow never stops a pingback: each call has a short timeout; when one fails,
 limits are counted in this process's memory (limits.MemoryLimits' kinds, exactly as without
@@ -21,18 +24,15 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import redis.asyncio
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from yarl import URL
 
 from pingproxy.limits import HostBusy, HostSlots, Intervals, Rate, RateLimiter
+from pingproxy.redis_pipe import RedisPipe, RedisReplyError
 
 # Each Redis call's bound: a pingback waits at most this long for a limit before it is
 # counted in memory instead (a round trip on a network takes about a millisecond).
@@ -43,7 +43,7 @@ RETRY_REDIS_AFTER_SECONDS = 1.0
 LOG_INTERVAL_SECONDS = 1.0
 # While a host's slots are all held, how often a waiting pingback asks again.
 SLOT_POLL_SECONDS = 0.05
-_FAILURES = (RedisError, OSError, TimeoutError)
+_FAILURES = (RedisReplyError, OSError, TimeoutError)
 
 # One holder of a slot: a member of the key's sorted set, scored with its expiry (Redis's own
 # clock, so every instance agrees); expired holders (a crashed instance's) are dropped first.
@@ -132,6 +132,20 @@ class Fallback:
                            "in Redis", self._location)
 
 
+class PipedRedisStorage(RedisStorage):
+    """The limits library's async Redis storage (redis-py), its moving-window hits sent on the
+    RedisPipe: the library's own script and key, without a round trip of their own."""
+
+    def __init__(self, url: str, pipe: RedisPipe, *, key_prefix: str) -> None:
+        super().__init__(f"async+{url}", implementation="redispy", key_prefix=key_prefix)
+        self._pipe = pipe
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        return bool(await _eval(self._pipe, self.bridge.SCRIPT_ACQUIRE_MOVING_WINDOW,
+                                [self.bridge.prefixed_key(key)],
+                                [time.time(), limit, expiry, amount]))
+
+
 class SharedRateLimit:
     """A moving window per key in Redis (the limits library): burst events per
     burst / rate seconds, in whole seconds; RateLimiter's bucket while Redis is away."""
@@ -162,12 +176,11 @@ class SharedSlots:
     """per_host holders at once per host in every instance together; each holder counts for
     hold_seconds at most, so a crashed instance's slots free themselves."""
 
-    def __init__(self, client: redis.asyncio.Redis, fallback: Fallback, key_prefix: str,
+    def __init__(self, pipe: RedisPipe, fallback: Fallback, key_prefix: str,
                  per_host: int, hold_seconds: float) -> None:
         self.per_host = per_host
         self._local = HostSlots(per_host)
-        self._take = client.register_script(_TAKE_SLOT)
-        self._client = client
+        self._pipe = pipe
         self._fallback = fallback
         self._key_prefix = key_prefix
         self._hold_ms = str(math.ceil(hold_seconds * 1000))
@@ -195,13 +208,14 @@ class SharedSlots:
             await self._release(key, holder)
 
     async def _take_slot(self, key: str, holder: str) -> bool:
-        return bool(await self._take(keys=[key], args=[holder, self.per_host, self._hold_ms]))
+        return bool(await _eval(self._pipe, _TAKE_SLOT, [key],
+                                [holder, self.per_host, self._hold_ms]))
 
     async def _release(self, key: str, holder: str) -> None:
         """Free the slot; if Redis cannot be told, the slot frees itself at its expiry."""
         try:
             async with asyncio.timeout(REDIS_CALL_TIMEOUT_SECONDS):
-                await self._client.zrem(key, holder)
+                await self._pipe.call("ZREM", key, holder)
         except _FAILURES as error:
             self._fallback.failed(error)
 
@@ -209,11 +223,11 @@ class SharedSlots:
 class SharedIntervals:
     """One claim per key and interval across instances; the key lives for the interval."""
 
-    def __init__(self, client: redis.asyncio.Redis, fallback: Fallback, key_prefix: str,
+    def __init__(self, pipe: RedisPipe, fallback: Fallback, key_prefix: str,
                  interval_seconds: float) -> None:
         self.interval_seconds = interval_seconds
         self._local = Intervals(interval_seconds)
-        self._claim = client.register_script(_CLAIM)
+        self._pipe = pipe
         self._fallback = fallback
         self._key_prefix = key_prefix
         self._interval_ms = str(math.ceil(interval_seconds * 1000))
@@ -227,8 +241,8 @@ class SharedIntervals:
     async def _claim_in_redis(self, key: str, force: bool) -> float | None:
         # Keys are digests: short, of one alphabet, whatever the source URL holds.
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        left_ms = await self._claim(keys=[self._key_prefix + digest],
-                                    args=[self._interval_ms, "1" if force else "0"])
+        left_ms = await _eval(self._pipe, _CLAIM, [self._key_prefix + digest],
+                              [self._interval_ms, "1" if force else "0"])
         return None if left_ms < 0 else left_ms / 1000
 
 
@@ -239,15 +253,9 @@ class SharedLimits:
                  on_switch: Callable[[bool], None]) -> None:
         self.location = redis_location(url)
         self._prefix = prefix
-        # No retries of redis-py's own: the fallback decides what happens after a failure.
-        options = {"socket_timeout": REDIS_CALL_TIMEOUT_SECONDS,
-                   "socket_connect_timeout": REDIS_CALL_TIMEOUT_SECONDS,
-                   "retry": Retry(NoBackoff(), 0)}
-        self._pool = redis.asyncio.ConnectionPool.from_url(url, **options)
-        self._client = redis.asyncio.Redis(connection_pool=self._pool, **options)
-        storage = RedisStorage(f"async+{url}", implementation="redispy",
-                               key_prefix=f"{prefix}rate", connection_pool=self._pool, **options)
-        self._strategy = MovingWindowRateLimiter(storage)
+        self._pipe = RedisPipe(url, stale_after_seconds=REDIS_CALL_TIMEOUT_SECONDS)
+        self._strategy = MovingWindowRateLimiter(
+            PipedRedisStorage(url, self._pipe, key_prefix=f"{prefix}rate"))
         self._fallback = Fallback(self.location, on_fallback=on_fallback, on_switch=on_switch)
 
     @property
@@ -258,11 +266,11 @@ class SharedLimits:
         return SharedRateLimit(self._strategy, self._fallback, name, rate, burst)
 
     def slots(self, name: str, per_host: int, *, hold_seconds: float) -> SharedSlots:
-        return SharedSlots(self._client, self._fallback, f"{self._prefix}slots:{name}:",
+        return SharedSlots(self._pipe, self._fallback, f"{self._prefix}slots:{name}:",
                            per_host, hold_seconds)
 
     def intervals(self, name: str, interval_seconds: float) -> SharedIntervals:
-        return SharedIntervals(self._client, self._fallback, f"{self._prefix}{name}:",
+        return SharedIntervals(self._pipe, self._fallback, f"{self._prefix}{name}:",
                                interval_seconds)
 
     async def probe(self) -> None:
@@ -271,15 +279,14 @@ class SharedLimits:
         if self._fallback.degraded and self._fallback.due():
             try:
                 async with asyncio.timeout(REDIS_CALL_TIMEOUT_SECONDS):
-                    await self._client.ping()
+                    await self._pipe.call("PING")
             except _FAILURES as error:
                 self._fallback.failed(error)
             else:
                 self._fallback.answered()
 
     async def close(self) -> None:
-        await self._client.aclose()
-        await self._pool.aclose()
+        await self._pipe.close()
 
 
 def _left(deadline: float) -> float | None:
@@ -288,3 +295,9 @@ def _left(deadline: float) -> float | None:
 
 async def _none() -> None:
     return None
+
+
+def _eval(pipe: RedisPipe, script: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+    """A Lua script's answer. EVAL rather than EVALSHA: Redis caches the compiled script by
+    its digest, and a restarted Redis needs nothing loaded again."""
+    return pipe.call("EVAL", script, len(keys), *keys, *args)
