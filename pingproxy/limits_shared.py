@@ -47,7 +47,7 @@ _FAILURES = (RedisReplyError, OSError, TimeoutError)
 
 # One holder of a slot: a member of the key's sorted set, scored with its expiry (Redis's own
 # clock, so every instance agrees); expired holders (a crashed instance's) are dropped first.
-_TAKE_SLOT = """
+_TAKE_SLOT = b"""
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
@@ -57,7 +57,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 # A claim: -1 when claimed now, else the milliseconds left of the last claim's interval.
-_CLAIM = """
+_CLAIM = b"""
 if ARGV[2] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) return -1 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return -1 end
 return redis.call('PTTL', KEYS[1])
@@ -139,10 +139,10 @@ class PipedRedisStorage(RedisStorage):
     def __init__(self, url: str, pipe: RedisPipe, *, key_prefix: str) -> None:
         super().__init__(f"async+{url}", implementation="redispy", key_prefix=key_prefix)
         self._pipe = pipe
+        self._script = self.bridge.SCRIPT_ACQUIRE_MOVING_WINDOW  # bytes, as read
 
     async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        return bool(await _eval(self._pipe, self.bridge.SCRIPT_ACQUIRE_MOVING_WINDOW,
-                                [self.bridge.prefixed_key(key)],
+        return bool(await _eval(self._pipe, self._script, [self.bridge.prefixed_key(key)],
                                 [time.time(), limit, expiry, amount]))
 
 
@@ -205,19 +205,21 @@ class SharedSlots:
         try:
             yield
         finally:
-            await self._release(key, holder)
+            self._release(key, holder)
 
     async def _take_slot(self, key: str, holder: str) -> bool:
         return bool(await _eval(self._pipe, _TAKE_SLOT, [key],
                                 [holder, self.per_host, self._hold_ms]))
 
-    async def _release(self, key: str, holder: str) -> None:
-        """Free the slot; if Redis cannot be told, the slot frees itself at its expiry."""
-        try:
-            async with asyncio.timeout(REDIS_CALL_TIMEOUT_SECONDS):
-                await self._pipe.call("ZREM", key, holder)
-        except _FAILURES as error:
-            self._fallback.failed(error)
+    def _release(self, key: str, holder: str) -> None:
+        """Free the slot, without waiting for Redis's answer: the ZREM is written before any
+        later command of this process, so this process's next take sees the slot free; if
+        Redis cannot be told, the slot frees itself at its expiry."""
+        self._pipe.call("ZREM", key, holder).add_done_callback(self._released)
+
+    def _released(self, answer: asyncio.Future) -> None:
+        if not answer.cancelled() and answer.exception() is not None:
+            self._fallback.failed(answer.exception())
 
 
 class SharedIntervals:
@@ -297,7 +299,7 @@ async def _none() -> None:
     return None
 
 
-def _eval(pipe: RedisPipe, script: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+def _eval(pipe: RedisPipe, script: bytes, keys: list[str], args: list[Any]) -> Awaitable[Any]:
     """A Lua script's answer. EVAL rather than EVALSHA: Redis caches the compiled script by
     its digest, and a restarted Redis needs nothing loaded again."""
     return pipe.call("EVAL", script, len(keys), *keys, *args)
