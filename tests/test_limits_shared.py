@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from pingproxy.limits import HostBusy, Rate
+from pingproxy import config
+from pingproxy.limits import HostBusy, MemoryLimits, Rate, limits_for
 from pingproxy.limits_shared import (
     RETRY_REDIS_AFTER_SECONDS,
     SharedLimits,
@@ -45,6 +46,30 @@ async def open_limits(redis_server, redis_prefix):
     yield make
     for limits in opened:
         await limits.close()
+
+
+def test_pingproxy_redis_url_wins_over_the_platform_s_redis_url():
+    both = {"REDIS_URL": "redis://platform:6379/0", "PINGPROXY_REDIS_URL": "redis://own:6379/1"}
+
+    assert config.load([], both).redis_url == "redis://own:6379/1"
+    assert config.load([], {"REDIS_URL": "rediss://platform:6380/0"}).redis_url == \
+        "rediss://platform:6380/0"
+
+
+def test_the_settings_never_show_the_redis_password():
+    settings = config.load([], {"REDIS_URL": "redis://:s3cret@cache.internal:6379/0"})
+
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize("prefix", ["", "with space", "x" * 65, "tab\there"])
+def test_an_unusable_key_prefix_is_refused_naming_the_setting(prefix):
+    with pytest.raises(config.ConfigError, match="PINGPROXY_REDIS_PREFIX"):
+        config.load([], {"PINGPROXY_REDIS_PREFIX": prefix})
+
+
+def test_without_a_redis_url_limits_stay_in_memory():
+    assert isinstance(limits_for(config.Settings()), MemoryLimits)
 
 
 @pytest.mark.parametrize(("rate", "burst", "amount", "seconds"), [
