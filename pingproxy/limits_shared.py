@@ -1,6 +1,6 @@
 """Limits counted in Redis, so that every instance of a fleet counts against the same ones.
 
-Imported only with --redis-url (the redis extra: limits and redis-py). The rates are the
+Imported only with --redis-url (the redis extra: limits, redis-py, hiredis). The rates are the
 limits library's moving windows (its strategy, its keys and its Lua script, in its async Redis
 storage); slots and intervals are a few Redis commands of our own, each key under the prefix
 and with a TTL, so one Redis serves several deployments, nothing grows without bound, and no
