@@ -2,18 +2,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The browser tests drive Debian's Chromium (never a downloaded browser build).
+# The browser tests drive Debian's Chromium (never a downloaded browser build); the recipe
+# tests Debian's nginx and caddy; the install test pipx.
 CHROMIUM := /usr/bin/chromium
-# The shared-limits tests start Debian's redis-server (never skipped).
+NGINX := /usr/sbin/nginx
+CADDY := /usr/bin/caddy
+PIPX := /usr/bin/pipx
+# The shared-limits tests and bench start Debian's redis-server (never skipped).
 REDIS_SERVER := /usr/bin/redis-server
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 .PHONY: run test bench profile clean
 
 run: $(VENV)/.installed
 	$(BIN)/pingproxy $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(REDIS_SERVER)
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(CADDY) $(PIPX) $(REDIS_SERVER)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -21,6 +27,8 @@ test: $(VENV)/.installed-test $(CHROMIUM) $(REDIS_SERVER)
 bench: $(VENV)/.installed-bench $(REDIS_SERVER)
 	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.hostile_heads $(ARGS)
+	$(BIN)/python -m bench.out_of_files
 
 # Where pingproxy's CPU goes under load (py-spy); summaries in bench/profiles/.
 profile: $(VENV)/.installed-bench
@@ -38,12 +46,19 @@ $(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 
 # Installed from Debian's packages when missing, so that a fresh machine and CI run every test.
 $(CHROMIUM):
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+	$(APT_INSTALL) chromium
+
+$(NGINX):
+	$(APT_INSTALL) nginx
+
+$(CADDY):
+	$(APT_INSTALL) caddy
+
+$(PIPX):
+	$(APT_INSTALL) pipx
 
 $(REDIS_SERVER):
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+	$(APT_INSTALL) redis-server
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

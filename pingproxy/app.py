@@ -25,9 +25,12 @@ from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pingproxy.metrics import Metrics
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.relay import Relay
-from pingproxy.send import Sender, SourceUnusable
-from pingproxy.send_gate import GateRefusal, SendGate
-from pingproxy.send_report import as_json
+from pingproxy.send.feed_report import FeedReport, as_feed_json
+from pingproxy.send.gate import GateRefusal, SendGate
+from pingproxy.send.post import Sender
+from pingproxy.send.report import as_json
+from pingproxy.send.run import SourceUnusable
+from pingproxy.send.site import FeedUnreadable, SiteSender
 from pingproxy.urls import endpoint_from_forward, endpoint_from_path, http_url
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -208,24 +211,25 @@ async def ping_without_endpoint(request: web.Request) -> web.Response:
 
 
 async def api_send(request: web.Request) -> web.Response:
-    """A send for a deploy hook, answered with its JSON report; 404 without a valid token,
-    exactly as for a path that does not exist."""
+    """A send for a deploy hook (a post's URL or a feed's), answered with its JSON report;
+    404 without a valid token, exactly as for a path that does not exist."""
     gate = request.app[SEND_GATE]
     token = gate.token(request.headers.get(hdrs.AUTHORIZATION))
     if token is None:
         raise web.HTTPNotFound()
     try:
         send_request = await gate.admit(token, await request.post())
-        report = await request.app[SENDER].send(send_request)
+        report = await SiteSender(request.app[SENDER]).send(send_request)
     except GateRefusal as refusal:
         headers = ({} if refusal.retry_after_seconds is None
                    else {hdrs.RETRY_AFTER: str(refusal.retry_after_seconds)})
         return web.json_response({"error": refusal.error, "message": str(refusal)},
                                  status=refusal.status, headers=headers)
     except SourceUnusable as error:
-        return web.json_response({"error": "source_unusable", "message": str(error)},
-                                 status=502)
-    return web.json_response(as_json(report))
+        name = "feed_unreadable" if isinstance(error, FeedUnreadable) else "source_unusable"
+        return web.json_response({"error": name, "message": str(error)}, status=502)
+    return web.json_response(as_feed_json(report) if isinstance(report, FeedReport)
+                             else as_json(report))
 
 
 def _path_endpoint(request: web.Request) -> str:
@@ -243,7 +247,14 @@ def _public_base(request: web.Request) -> str:
 
 
 def _endpoint_page(request: web.Request, endpoint_text: str) -> web.Response:
-    base = _public_base(request)
+    """Where this pingback URL's pingbacks go; or, when every one would get a fault before
+    any forward, a 404 (or 403) page that says which and why, with no tag to copy."""
+    base, settings = _public_base(request), request.app[SETTINGS]
+    unusable = pages.unusable_endpoint(base, endpoint_text, request.app[POLICY],
+                                       max_url_characters=settings.max_url_characters)
+    if unusable is not None:
+        status, context = unusable
+        return pages.render("no_endpoint.html", request, base, context, status=status)
     return pages.render("endpoint.html", request, base, pages.endpoint(base, endpoint_text))
 
 

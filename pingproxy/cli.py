@@ -13,19 +13,23 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 
 from tqdm import tqdm
 from yarl import URL
 
-from pingproxy import __version__, config, diagnose, logs, outbound, ping, report
+from pingproxy import __version__, config, diagnose, feeds, logs, outbound, ping, report
 from pingproxy.config import ConfigError, Settings
 from pingproxy.findings import Status
-from pingproxy.send import Progress, Sender, SendRequest, SourceUnusable
-from pingproxy.send_report import SendReport, as_json, previous_targets, table
+from pingproxy.send.feed_report import FeedReport, as_feed_json, feed_table
+from pingproxy.send.post import DEFAULT_ENTRIES, Sender, SendRequest
+from pingproxy.send.report import Previous, SendReport, as_json, read_previous, table
+from pingproxy.send.run import SourceUnusable
+from pingproxy.send.site import SiteProgress, SiteSender
 from pingproxy.urls import http_url
 
 
@@ -199,11 +203,21 @@ def _print(document: dict, as_text: Callable[[dict], str], as_json: bool) -> Non
 
 def _send_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE_URL",
-                        help="the post whose links are told (a 410 Gone page: its deletion)")
+                        help="a post whose links are told (a 410 Gone page: its deletion), or "
+                             "a feed (RSS, Atom, JSON Feed, or a page with an h-feed) whose "
+                             "entries are each sent as a post")
     parser.add_argument("--also", metavar="URL", nargs="+", action="extend", default=[],
                         help="more targets, such as links the post no longer has")
     parser.add_argument("--previous", metavar="REPORT.json",
-                        help="also tell every target of an earlier run's --json report")
+                        help="an earlier run's --json report: its targets are told too; for "
+                             "a feed, each entry's, and entries it sent unchanged are left")
+    parser.add_argument("--entries", metavar="N", type=int,
+                        help=f"a feed: its newest N entries at most (default {DEFAULT_ENTRIES}, "
+                             "up to --send-max-entries)")
+    parser.add_argument("--since", metavar="WHEN",
+                        help="a feed: only entries updated or published after WHEN, an ISO "
+                             "8601 date or time (2026-11-01, 2026-11-01T12:00:00Z) or a "
+                             "duration before now (2d, 12h, 30m, 1w); undated entries are left")
     parser.add_argument("--self", dest="include_self", action="store_true",
                         help="also tell pages of the source's own site")
     parser.add_argument("--media", action="store_true",
@@ -218,49 +232,92 @@ def _send(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
     if source is None:
         return ExitStatus.USAGE
     try:
-        previous = _previous_targets(arguments.previous)
-    except (OSError, ValueError) as error:
-        print(f"pingproxy: --previous {arguments.previous}: {error}", file=sys.stderr)
+        request = SendRequest(source, also=tuple(arguments.also),
+                              previous=_previous(arguments.previous),
+                              include_self=arguments.include_self, media=arguments.media,
+                              dry_run=arguments.dry_run,
+                              entries=_entries(arguments.entries, settings),
+                              since=_since(arguments.since))
+    except _UsageError as error:
+        print(f"pingproxy: {error}", file=sys.stderr)
         return ExitStatus.USAGE
-    request = SendRequest(source, also=tuple(arguments.also), previous=previous,
-                          include_self=arguments.include_self, media=arguments.media,
-                          dry_run=arguments.dry_run)
     try:
-        with _progress_bar() as progress:
+        with _progress_bars() as progress:
             report = asyncio.run(_run_send(settings, request, progress))
     except SourceUnusable as error:
         print(f"pingproxy: {error}", file=sys.stderr)
         return ExitStatus.USAGE
-    print(json.dumps(as_json(report), indent=2) if arguments.json else table(report))
+    if isinstance(report, FeedReport):
+        print(json.dumps(as_feed_json(report), indent=2) if arguments.json
+              else feed_table(report))
+    else:
+        print(json.dumps(as_json(report), indent=2) if arguments.json else table(report))
     return ExitStatus.OK if report.ok else ExitStatus.FAILED
 
 
-def _previous_targets(path: str | None) -> tuple[str, ...]:
+class _UsageError(ValueError):
+    """A send argument that cannot be used; the message names it."""
+
+
+def _previous(path: str | None) -> Previous:
     if path is None:
-        return ()
-    with open(path, encoding="utf-8") as file:
-        return previous_targets(json.load(file))
+        return Previous()
+    try:
+        with open(path, encoding="utf-8") as file:
+            return read_previous(json.load(file))
+    except (OSError, ValueError) as error:
+        raise _UsageError(f"--previous {path}: {error}") from None
+
+
+def _entries(entries: int | None, settings: Settings) -> int:
+    if entries is None:
+        return min(DEFAULT_ENTRIES, settings.send_max_entries)
+    if not 1 <= entries <= settings.send_max_entries:
+        raise _UsageError(f"--entries {entries}: expected a number from 1 to "
+                          f"{settings.send_max_entries} (--send-max-entries)")
+    return entries
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return feeds.parse_since(text, datetime.now(UTC))
+    except ValueError as error:
+        raise _UsageError(f"--since {text!r}: {error}") from None
 
 
 async def _run_send(settings: Settings, request: SendRequest,
-                    progress: Progress) -> SendReport:
+                    progress: SiteProgress) -> SendReport | FeedReport:
     policy = outbound.policy_for(settings)
     async with outbound.open_session(settings, policy) as session:
-        return await Sender(session, policy, settings).send(request, progress=progress)
+        sender = SiteSender(Sender(session, policy, settings))
+        return await sender.send(request, progress=progress)
 
 
 @contextmanager
-def _progress_bar() -> Iterator[Progress]:
-    """Progress on stderr when it is a terminal; nothing when piped."""
-    # Every target ends in a redraw (mininterval=0): there are at most a few hundred.
-    with tqdm(total=0, unit="target", file=sys.stderr, leave=False, mininterval=0,
-              disable=not sys.stderr.isatty()) as bar:
+def _progress_bars() -> Iterator[SiteProgress]:
+    """Progress on stderr when it is a terminal, nothing when piped: every target, and a
+    feed's entries above (that bar appears with the first entry)."""
+    shown = sys.stderr.isatty()
+    with ExitStack() as bars:
+        # Every target ends in a redraw (mininterval=0): there are at most a few hundred.
+        targets = bars.enter_context(tqdm(total=0, unit="target", file=sys.stderr, leave=False,
+                                          mininterval=0, disable=not shown, position=1))
+        entries: list[tqdm] = []
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+        def on_targets(done: int, total: int) -> None:
+            targets.total = total
+            targets.update(done - targets.n)
 
-        yield progress
+        def on_entries(done: int, total: int) -> None:
+            if not entries:
+                entries.append(bars.enter_context(tqdm(
+                    total=total, unit="entry", file=sys.stderr, leave=False, mininterval=0,
+                    disable=not shown, position=0)))
+            entries[0].update(done - entries[0].n)
+
+        yield SiteProgress(on_entries, on_targets)
 
 
 COMMANDS: Mapping[str, Command] = {
@@ -270,6 +327,7 @@ COMMANDS: Mapping[str, Command] = {
                      "(harmlessly), and the fix", _check_arguments, _check),
     "ping": Command("send one pingback from SOURCE to TARGET, as a blog does, and show the "
                     "answer", _ping_arguments, _ping),
-    "send": Command("tell every page a post links to, by WebMention or Pingback",
+    "send": Command("tell every page a post links to, by WebMention or Pingback; given a "
+                    "feed, do so for each of its newest entries",
                     _send_arguments, _send),
 }

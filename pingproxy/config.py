@@ -40,6 +40,7 @@ class Settings:
     max_headers: int = 32
     max_header_field_bytes: int = 4 * 1024
     max_request_line_bytes: int = 8 * 1024
+    max_head_bytes: int = 32 * 1024
     max_url_characters: int = 4096
     max_reply_bytes: int = 64 * 1024
     max_inflight: int = 1024
@@ -68,6 +69,8 @@ class Settings:
     send_retry_max_wait_seconds: float = 10.0
     send_retry_backoff_seconds: float = 1.0
     send_max_targets: int = 100
+    send_max_entries: int = 50
+    send_max_run_targets: int = 500
     send_tokens: tuple[str, ...] = field(default=(), repr=False)
     send_allowed_sources: tuple[str, ...] = ()
     send_source_interval_seconds: float = 300.0
@@ -274,6 +277,9 @@ OPTIONS = (
            "longest header field in a request; longer gets HTTP 400"),
     Option("max_request_line_bytes", "--max-request-line", "BYTES", _positive(int),
            "longest request target (the URL in the request line); longer gets HTTP 400"),
+    Option("max_head_bytes", "--max-head", "BYTES", _positive(int),
+           "largest request head (request line and header fields together); larger gets "
+           "HTTP 431 and the connection closes, the rest never read"),
     Option("max_url_characters", "--max-url", "CHARACTERS", _positive(int),
            "longest source, target or endpoint URL accepted, named or discovered"),
     Option("max_reply_bytes", "--max-reply", "BYTES", _positive(int),
@@ -351,6 +357,12 @@ OPTIONS = (
            commands=SEND_AND_SERVE),
     Option("send_max_targets", "--send-max-targets", "N", _positive(int),
            "most targets one send notifies; further links are skipped", commands=SEND_AND_SERVE),
+    Option("send_max_entries", "--send-max-entries", "N", _positive(int),
+           "most entries of a feed one send takes (--entries may ask for fewer)",
+           commands=SEND_AND_SERVE),
+    Option("send_max_run_targets", "--send-max-run-targets", "N", _positive(int),
+           "most targets one send of a feed notifies across all its entries; the older "
+           "entries' further links are skipped", commands=SEND_AND_SERVE),
     Option("send_tokens", "--send-token", "TOKENS", _tokens,
            "comma-separated bearer tokens that open POST /api/send, each of at least "
            f"{MIN_TOKEN_CHARACTERS} characters (prefer the environment: ps shows flags)",

@@ -1,4 +1,5 @@
-"""The HTML pages people see: the landing page, a pingback URL's own page, the check page.
+"""The HTML pages people see: the landing page, a pingback URL's own page (or, for a URL
+whose pingbacks would all be refused, the fault they would get), the check page.
 
 Templates live in pingproxy/templates/ and are rendered by jinja2 through aiohttp-jinja2 with
 autoescaping on, so nothing a visitor or a checked page supplies becomes markup. The pages
@@ -15,7 +16,7 @@ import jinja2
 from aiohttp import web
 
 from pingproxy import __version__
-from pingproxy.errors import AccessDenied
+from pingproxy.errors import FAULT_CODES, AccessDenied, Outcome, fault_meaning
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.urls import discovery_address, http_url, pingback_tags, pingback_url
 
@@ -95,6 +96,28 @@ def endpoint_problem(text: str, policy: DestinationPolicy) -> str | None:
 def endpoint(base: str, endpoint_text: str) -> dict[str, object]:
     """The page behind a site's pingback URL: where its pingbacks go."""
     return {"endpoint": endpoint_text, "tags": tags(base, endpoint_text)}
+
+
+def unusable_endpoint(base: str, endpoint_text: str, policy: DestinationPolicy, *,
+                      max_url_characters: int) -> tuple[int, dict[str, object]] | None:
+    """The HTTP status and the page for a pingback URL whose pingbacks would all get a fault
+    before any forward, as the relay checks them (an endpoint that is no absolute http(s)
+    URL within the length cap: 404; one the address guard refuses: 403); None when its
+    pingbacks can be forwarded. The page names the fault by errors.py's own words."""
+    url = http_url(endpoint_text) if len(endpoint_text) <= max_url_characters else None
+    if url is None:
+        outcome, status, reason = Outcome.INVALID_ENDPOINT, 404, None
+    else:
+        try:
+            policy.check_url(url)
+        except AccessDenied as denied:
+            outcome, status, reason = denied.outcome, 403, f"{denied}."
+        else:
+            return None
+    code = FAULT_CODES[outcome]
+    return status, {"endpoint": endpoint_text, "fault_code": code, "meaning": fault_meaning(code),
+                    "reason": reason, "max_url_characters": max_url_characters,
+                    "example": pingback_url(base, _EXAMPLE_ENDPOINT)}
 
 
 def check(url_text: str, url_error: str | None, document: dict | None) -> dict[str, object]:

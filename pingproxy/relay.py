@@ -282,11 +282,12 @@ class Relay:
 
     def _refused(self, journey: _Journey, endpoint_text: str | None,
                  error: PingproxyError) -> None:
-        """Count a pingback refused before any forward; its line is logged at DEBUG, as for
-        other junk, so that a flood of bad calls cannot flood the log."""
+        """Count a pingback refused before any forward and log its one line, at INFO as a
+        forwarded one's: every answered pingback leaves one line, whatever its form or
+        outcome (the lines of a flood are made in bursts, as all pingback lines are)."""
         self._metrics.count_pingback(error.outcome, None, 0.0, forwarded=False)
-        if logger.isEnabledFor(logging.DEBUG):
-            self._lines.put(logging.DEBUG, _pingback_line, journey, error.outcome, None,
+        if logger.isEnabledFor(logging.INFO):
+            self._lines.put(logging.INFO, _pingback_line, journey, error.outcome, None,
                             _host(endpoint_text), 0.0)
 
     def _report(self, journey: _Journey, endpoint_host: str | None, *,

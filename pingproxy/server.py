@@ -6,7 +6,10 @@ driven as ``web.run_app`` drives its own (it takes no other): on SIGTERM it clos
 listening socket, waits up to the grace period for requests in flight, then runs the
 application's clean-up (which waits for forwards whose senders left). With several
 workers, gunicorn's arbiter shares the port and aiohttp's ``GunicornWebWorker`` does the
-same in each, with the runner the application factory returns.
+same in each, with the runner the application factory returns. gunicorn is made to speak
+as pingproxy does: its records go through pingproxy's log handler (text or JSON alike), the
+port is bound once before any worker starts (a port in use is one OSError, not five retries),
+and each worker serves on the plain listening socket, so that closing it on SIGTERM is quiet.
 """
 
 import asyncio
@@ -17,7 +20,10 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from aiohttp import web
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.sock import TCP6Socket, TCPSocket
 from prometheus_client import multiprocess
 
 from pingproxy import __version__
@@ -48,6 +54,7 @@ def runner_for(settings: Settings, *, shutdown_timeout_seconds: float,
     """The runner of a new application for these settings."""
     return GuardedRunner(create_app(settings),
                          header_timeout_seconds=settings.header_timeout_seconds,
+                         max_head_bytes=settings.max_head_bytes,
                          handle_signals=handle_signals, access_log=None,
                          shutdown_timeout=shutdown_timeout_seconds)
 
@@ -121,12 +128,23 @@ class _GunicornArbiter(BaseApplication):
             "accesslog": None,
             "loglevel": settings.log_level,
             "child_exit": _forget_worker_metrics,
+            "post_fork": _serve_on_plain_sockets,
+            "logger_class": _GunicornLog,
             "proc_name": "pingproxy",
             # gunicorn 27 opens a control socket in $HOME; pingproxy keeps nothing on disk.
             "control_socket_disable": True,
         }.items():
             if name in self.cfg.settings:
                 self.cfg.set(name, value)
+
+    def run(self) -> None:
+        """gunicorn's run, with the port bound first, once: OSError when it cannot be, where
+        gunicorn's own binding would retry for five seconds and then exit with its lines."""
+        arbiter = Arbiter(self)
+        socket_type = TCP6Socket if ":" in self._settings.host else TCPSocket
+        arbiter.LISTENERS = [socket_type(address, self.cfg, arbiter.log)
+                             for address in self.cfg.address]
+        arbiter.run()
 
     def load(self) -> Callable[[], Awaitable[GuardedRunner]]:
         """The application factory: aiohttp's worker serves with the runner it returns, given
@@ -143,3 +161,24 @@ class _GunicornArbiter(BaseApplication):
 def _forget_worker_metrics(server, worker) -> None:
     """Drop a dead worker's live gauges, as prometheus-client's multiprocess mode asks."""
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _serve_on_plain_sockets(server, worker) -> None:
+    """Give a new worker the listening sockets themselves, not gunicorn's wrappers of them.
+
+    aiohttp's worker closes the sockets it serves on when it stops; after uvloop has closed
+    its descriptor, closing gunicorn's wrapper again logged "Error while closing socket
+    [Errno 9] Bad file descriptor" once per worker on every clean stop."""
+    worker.sockets = [listener.sock for listener in worker.sockets]
+
+
+class _GunicornLog(glogging.Logger):
+    """gunicorn's logger, its records handed on to pingproxy's handler (logs.configure), so
+    that its lines have pingproxy's format: JSON too with --log-format json."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 from multidict import CIMultiDict
 
 
@@ -70,6 +70,12 @@ class Host:
         """Serve an HTML page to GET; returns its URL."""
         typed = [("Content-Type", "text/html; charset=utf-8"), *headers]
         self.routes["GET", path] = [Answer(status, body, typed, delay)]
+        return self.url(path)
+
+    def document(self, path: str, body: str | bytes, content_type: str, *,
+                 status: int = 200) -> str:
+        """Serve any document (a feed) to GET with its content type; returns its URL."""
+        self.routes["GET", path] = [Answer(status, body, [("Content-Type", content_type)])]
         return self.url(path)
 
     def endpoint(self, path: str, *answers: Answer) -> str:
@@ -134,3 +140,63 @@ def advertising(endpoint: str, how: str = "link-element") -> tuple[str, list[tup
     element = {"link-element": f'<link rel="webmention" href="{endpoint}">',
                "a-element": f'<a rel="webmention" href="{endpoint}">mentions</a>'}[how]
     return f"<html><head>{element}</head><body>a target</body></html>", []
+
+
+@dataclass
+class Receiver:
+    """A WebMention receiver that checks as real ones do before it stores: it fetches the
+    source and looks for the target in it. A mention whose source no longer links to the
+    target, or answers other than 200, is marked no longer current, as both do.
+
+    Answers as django-webmention 4.0.0 (views.py, receive(): 202 with a sentence on success,
+    HttpResponseBadRequest(sentence) on refusal) or as webmentions 0.2.0's Flask adapter
+    (webmention_route(): 200 {"status": "ok"}, 400 {"error": str(e)}).
+    """
+
+    kind: str  # "django-webmention" or "webmentions"
+    server: object = None
+    # (source, target) -> whether the mention is current (shown) or invalidated.
+    stored: dict[tuple[str, str], bool] = field(default_factory=dict)
+    received: list[tuple[str, str]] = field(default_factory=list)
+
+    def url(self) -> str:
+        return str(self.server.make_url("/webmention"))
+
+    def current(self) -> set[tuple[str, str]]:
+        return {mention for mention, shown in self.stored.items() if shown}
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        source, target = str(form.get("source", "")), str(form.get("target", ""))
+        self.received.append((source, target))
+        async with ClientSession() as session, session.get(source) as reply:
+            status, text = reply.status, await reply.text()
+        if status != 200:
+            return self._refuse(source, target, "Could not fetch source URL")
+        if target not in text:
+            return self._refuse(source, target, "Source URL did not contain target URL")
+        self.stored[source, target] = True
+        if self.kind == "django-webmention":
+            return web.Response(status=202, text="The webmention was successfully received",
+                                content_type="text/html")
+        return web.json_response({"status": "ok"})
+
+    def _refuse(self, source: str, target: str, sentence: str) -> web.Response:
+        if (source, target) in self.stored:
+            self.stored[source, target] = False
+        if self.kind == "django-webmention":
+            return web.Response(status=400, text=sentence, content_type="text/html")
+        return web.json_response(
+            {"error": f"Invalid Webmention from '{source}' to '{target}': {sentence}"},
+            status=400)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/webmention", self._receive)
+        return app
+
+
+async def start_receiver(aiohttp_server, kind: str, address: str) -> Receiver:
+    receiver = Receiver(kind)
+    receiver.server = await aiohttp_server(receiver.app(), host=address)
+    return receiver

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from pingproxy.errors import FAULT_CODES, FAULT_MEANINGS, Outcome
 from tests.test_diagnose_functional import (
     SELF_MENTION_REFUSAL,
     a_site,
@@ -192,3 +193,20 @@ async def test_a_check_of_a_broken_site_reads_no_and_gives_the_fix(browser, prox
         f'<link rel="pingback" href="{base_of(proxy)}/{endpoint.url()}">'
     await screenshots(browser, page.url, "check-broken")
     assert_no_mention(endpoint, site)
+
+
+async def test_a_url_that_names_no_endpoint_shows_the_fault_and_no_tag(browser, proxy):
+    code = FAULT_CODES[Outcome.INVALID_ENDPOINT]
+    page = await open_page(browser)
+
+    response = await page.goto(base_of(proxy) + "/nope/x")
+
+    assert response.status == 404
+    alert = " ".join((await page.get_by_role("alert").inner_text()).split())
+    assert alert.startswith(f"A pingback sent to this address would get fault {code} "
+                            f"({FAULT_MEANINGS[code]}): it names no WebMention endpoint")
+    assert "rel=" not in await page.locator("main").inner_text()
+    assert not await page.locator("button[data-copy]").count()
+    await screenshots(browser, page.url, "no-endpoint")
+    await page.get_by_role("link", name="Write the tags for your endpoint").click()
+    assert await page.get_by_label("Your WebMention endpoint").is_visible()

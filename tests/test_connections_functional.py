@@ -12,11 +12,13 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from bench.hostile_heads import HEADS, REFUSED, SETTLE_SECONDS, fire_round, send_head
 from pingproxy.config import Settings
 from tests.conftest import ping_body
 from tests.test_command_functional import wait_until_serving, workers_ready
@@ -50,9 +52,11 @@ class Process:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def bytes_read(self) -> int:
+        """Bytes the process has read through read() (libuv's way to read a socket; asyncio's
+        recv() is not counted)."""
+        io = Path(f"/proc/{self.process.pid}/io").read_text()
+        return int(re.search(r"^rchar: (\d+)", io, re.MULTILINE).group(1))
 
     def stop(self) -> str:
         if self.process.poll() is None:
@@ -117,7 +121,8 @@ async def test_a_slow_or_unfinished_head_is_cut_off_at_the_header_timeout(start,
         if sender == "trickling":
             sending.cancel()
 
-    assert 0.8 <= seconds < 5
+    # Closed by the server (closed_after's wait is the hang guard), not before the timeout.
+    assert seconds >= 0.8
 
 
 async def request_healthz(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
@@ -139,18 +144,31 @@ async def test_an_idle_keep_alive_connection_closes_after_the_idle_timeout(start
     finally:
         writer.close()
 
-    assert 2 <= seconds < 6
+    assert seconds >= 2  # closed by the server after its idle timeout, never before
 
 
 CONNECTIONS = 200
 
 
 def largest_head() -> bytes:
-    """A head as large as the limits allow, without the blank line that would end it."""
-    target = b"/" + b"a" * (LIMITS.max_request_line_bytes - 1)
-    fields = [f"X-Pad-{n:03}: ".encode() + b"v" * LIMITS.max_header_field_bytes
-              for n in range(LIMITS.max_headers - 1)]
-    return b"\r\n".join([b"GET " + target + b" HTTP/1.1", b"Host: x", *fields]) + b"\r\n"
+    """A head as large as the limits allow, without the blank line that would end it: the
+    whole head's cap, in fields within their own limits."""
+    return head_of(LIMITS.max_head_bytes, finished=False)
+
+
+def head_of(size: int, *, finished: bool = True) -> bytes:
+    """A GET /healthz head of exactly size bytes, its fields each within the field limit."""
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    end = b"\r\n" if finished else b""
+    fields, left = [], size - len(start) - len(end)
+    while left > 0:
+        name = f"X-Pad-{len(fields):03}: ".encode()
+        value = min(LIMITS.max_header_field_bytes - len(name), left - len(name) - 2)
+        fields.append(name + b"v" * value + b"\r\n")
+        left -= len(fields[-1])
+    head = start + b"".join(fields) + end
+    assert len(head) == size and len(fields) < LIMITS.max_headers - 2
+    return head
 
 
 async def still_open(reader: asyncio.StreamReader) -> bool:
@@ -167,7 +185,7 @@ async def healthz_status(proxy: Process) -> int:
             return answer.status
 
 
-async def test_200_unfinished_heads_at_the_limits_add_at_most_64_mb(start):
+async def test_200_unfinished_heads_at_the_total_cap_add_at_most_64_mb(start):
     raise_open_file_limit(2 * CONNECTIONS + 200)
     proxy = await start()
     assert await healthz_status(proxy) == 200
@@ -302,14 +320,12 @@ async def test_out_of_file_descriptors_it_keeps_serving_quietly_and_recovers(sta
     assert await request_healthz(*keeper) == b"HTTP/1.1 200 OK ok"
     started = time.monotonic()
 
-    # Twice the limit: the rest wait in the listen backlog, or are closed by libuv.
+    # Twice the limit: the rest wait in the listen backlog, or are closed by libuv. (What it
+    # costs meanwhile, a share of a core, is a figure of make bench, not a test's.)
     hogs = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(2 * OPEN_FILES)]
     for _, writer in hogs:
         writer.write(b"GET /healthz HTTP/1.1\r\n")
-    await asyncio.sleep(0.5)
-    cpu_before, saturated = proxy.cpu_seconds(), time.monotonic()
     await asyncio.sleep(3)
-    cpu_share = (proxy.cpu_seconds() - cpu_before) / (time.monotonic() - saturated)
     kept = await request_healthz(*keeper)
     for _, writer in hogs:
         writer.close()
@@ -325,10 +341,128 @@ async def test_out_of_file_descriptors_it_keeps_serving_quietly_and_recovers(sta
     seconds = time.monotonic() - started
     log = proxy.stop()
 
-    assert cpu_share < 0.10
     assert kept == b"HTTP/1.1 200 OK ok"
     assert recovered == 200
     assert "Traceback" not in log
     warnings = [line for line in log.splitlines() if " WARNING " in line]
     assert len(warnings) <= 1 + seconds, log[:2000]
     assert all("cannot accept new connections" in line for line in warnings)
+
+
+async def exchange(proxy: Process, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(data)
+    try:
+        return await asyncio.wait_for(reader.read(), GUARD_SECONDS)
+    finally:
+        writer.close()
+
+
+async def test_a_head_at_the_total_cap_is_served_and_one_byte_more_gets_431_and_a_close(
+        start):
+    proxy = await start()
+
+    at_cap = await exchange(proxy, head_of(LIMITS.max_head_bytes))
+    over = await exchange(proxy, head_of(LIMITS.max_head_bytes + 1))
+    log = proxy.stop()
+
+    assert at_cap.startswith(b"HTTP/1.1 200 OK") and at_cap.endswith(b"ok")
+    status_line, _, rest = over.partition(b"\r\n")
+    body = rest.partition(b"\r\n\r\n")[2]
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert body.count(b"\n") == 1 and str(LIMITS.max_head_bytes).encode() in body
+    [line] = [line for line in log.splitlines() if "pingproxy.inbound" in line]
+    assert " WARNING " in line and "127.0.0.1" in line and "Traceback" not in log
+
+
+async def test_the_total_cap_is_a_setting(start):
+    proxy = await start("--max-head", "2000")
+
+    answer = await exchange(proxy, head_of(2001))
+
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_body_arriving_after_its_head_and_a_second_request_are_both_served(start):
+    proxy = await start()
+    body = ping_body(SOURCE, TARGET)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(f"POST /http://127.0.0.1:9/webmention HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        await asyncio.sleep(0.2)  # the head alone: the guard pauses reading at its end
+        writer.write(body)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD_SECONDS)
+        length = int(re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE).group(1))
+        answer = await asyncio.wait_for(reader.readexactly(length), GUARD_SECONDS)
+        second = await request_healthz(reader, writer)
+    finally:
+        writer.close()
+
+    assert head.startswith(b"HTTP/1.1 200 ") and b"<fault>" in answer
+    assert b"-32700" not in answer  # the whole body was read: no parse error
+    assert second == b"HTTP/1.1 200 OK ok"
+
+
+# One read of a connection: uvloop's is 256,000 bytes, asyncio's 256 KiB.
+READ_BUFFER_BYTES = 256 * 1024
+# Whatever else the server reads meanwhile.
+READ_SLACK_BYTES = 64 * 1024
+
+
+async def bytes_read_for(proxy: Process, head: bytes) -> tuple[str, int]:
+    """Send head (and whatever follows it) on a new connection until the server ends it:
+    how it ended, and how many bytes the server process read meanwhile."""
+    await send_head(proxy.port, HEADS["120 fields of 8,100 bytes"])  # everything loaded
+    before = proxy.bytes_read()
+    ended = await send_head(proxy.port, head)
+    await asyncio.sleep(0.5)
+    return ended, proxy.bytes_read() - before
+
+
+async def test_a_head_past_the_total_cap_is_not_read_beyond_one_read_past_the_cap(start):
+    proxy = await start("--event-loop", "uvloop")
+
+    ended, read = await bytes_read_for(proxy, b"GET / HTTP/1.1\r\nHost: x\r\n" * 200_000)
+    log = proxy.stop()
+
+    assert ended in ("431", "reset")
+    assert read <= LIMITS.max_head_bytes + READ_BUFFER_BYTES + READ_SLACK_BYTES, read
+    counted = [int(n) for n in re.findall(r"\((\d+) bytes read of it\)", log)]
+    assert counted and max(counted) <= LIMITS.max_head_bytes + READ_BUFFER_BYTES
+
+
+async def test_a_head_aiohttp_refuses_is_not_read_beyond_one_read_past_its_end(start):
+    proxy = await start("--event-loop", "uvloop")
+    refused = head_of(4000).replace(b"Connection: close\r\n", b"X-A: 1\r\n" * 40)
+    garbage = b"x" * (4 * MEGABYTE)
+
+    ended, read = await bytes_read_for(proxy, refused + garbage)
+
+    assert ended in ("400", "reset")
+    assert read <= len(refused) + READ_BUFFER_BYTES + READ_SLACK_BYTES, read
+
+
+ROUNDS = 3
+
+
+@pytest.mark.parametrize("head", HEADS)
+async def test_round_after_round_of_a_hostile_head_memory_stays_within_64_mb_of_idle(start,
+                                                                                     head):
+    raise_open_file_limit(2 * CONNECTIONS + 200)
+    # A header timeout longer than the answer's wait: every head is refused, not timed out.
+    proxy = await start("--header-timeout", "60")
+    assert await healthz_status(proxy) == 200
+    idle = proxy.rss_bytes()
+
+    after, ended = [], Counter()
+    for _ in range(ROUNDS):
+        ended += await fire_round(proxy.port, HEADS[head], CONNECTIONS)
+        await asyncio.sleep(SETTLE_SECONDS)
+        after.append(proxy.rss_bytes())
+    answering = await healthz_status(proxy)
+
+    assert set(ended) <= set(REFUSED) and sum(ended.values()) == ROUNDS * CONNECTIONS, ended
+    assert max(after) - idle <= 64 * MEGABYTE, [mb // MEGABYTE for mb in after]
+    assert after[-1] - after[0] <= 16 * MEGABYTE, [mb // MEGABYTE for mb in after]
+    assert answering == 200

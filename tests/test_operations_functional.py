@@ -5,15 +5,17 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
+import xmlrpc.client
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import metric_value, ping_body, read_answer
-from tests.test_command_functional import wait_until_serving
+from tests.test_command_functional import WORKER_BOOT_SECONDS, wait_until_serving
 
 SOURCE, TARGET = "http://blog.example/post", "http://site.example/page"
 
@@ -238,7 +240,7 @@ async def test_metrics_off_removes_the_route(make_proxy):
 
     response = await proxy.get("/metrics")
 
-    assert response.status == 200 and "pingback endpoint" in await response.text()
+    assert response.status == 404 and "Not a pingback endpoint" in await response.text()
 
 
 async def test_healthz_answers_without_touching_upstream(proxy, endpoint):
@@ -254,3 +256,71 @@ async def test_request_id_is_generated_and_sent_upstream(proxy, endpoint):
 
     request_id = response.headers["X-Request-Id"]
     assert len(request_id) == 32 and request_id == endpoint.received[0].headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize("form", ["path", "forward", "discovery"])
+async def test_a_refused_pingback_leaves_its_one_info_line_in_every_form(start_pingproxy,
+                                                                         endpoint, form):
+    proxy = await start_pingproxy("--allowed-endpoints", "example.com")
+    path = {"path": "/" + endpoint.url(), "forward": "/webmention?forward=" + endpoint.url(),
+            "discovery": "/"}[form]
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.url(path), data=ping_body(SOURCE, TARGET)) as response:
+            with pytest.raises(xmlrpc.client.Fault) as fault:
+                read_answer(await response.read())
+    _, stderr = proxy.stop()
+
+    assert fault.value.faultCode == 0x31
+    [line] = [line for line in stderr.splitlines() if "pingback outcome=" in line]
+    assert " INFO pingproxy.relay pingback outcome=forbidden_destination fault=49 " in line
+    assert endpoint.received == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_line_and_exit_1_with_any_number_of_workers(
+        unused_tcp_port_factory, workers):
+    port = unused_tcp_port_factory()
+    with socket.create_server(("127.0.0.1", port)):
+        result = subprocess.run(
+            [sys.executable, "-m", "pingproxy", "--port", str(port), "--workers", workers],
+            capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 1
+    starting, refusal = result.stderr.strip().splitlines()
+    assert " INFO pingproxy.server pingproxy " in starting
+    assert refusal.startswith(f"pingproxy: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in refusal.lower()
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_a_clean_stop_with_workers_prints_nothing_alarming(start_pingproxy, endpoint,
+                                                                 event_loop):
+    proxy = await start_pingproxy("--workers", "2", "--event-loop", event_loop)
+    await proxy.workers_booted(2)
+    await asyncio.sleep(WORKER_BOOT_SECONDS)
+
+    async with aiohttp.ClientSession() as session:
+        await post_ping(session, proxy.url("/" + endpoint.url()))
+    returncode, stderr = proxy.stop()
+
+    assert returncode == 0
+    assert "Worker exiting" in stderr  # gunicorn's lines were read
+    for alarming in ("Error", "Errno", "ERROR", "WARNING", "Traceback"):
+        assert alarming not in stderr
+
+
+async def test_with_workers_every_line_of_the_json_log_is_json(start_pingproxy, endpoint):
+    proxy = await start_pingproxy("--workers", "2", "--log-format", "json")
+    await proxy.workers_booted(2)
+    await asyncio.sleep(WORKER_BOOT_SECONDS)
+
+    async with aiohttp.ClientSession() as session:
+        await post_ping(session, proxy.url("/" + endpoint.url()))
+    returncode, stderr = proxy.stop()
+
+    records = [json.loads(line) for line in stderr.splitlines()]
+    loggers = {record["logger"] for record in records}
+    assert {"pingproxy.server", "pingproxy.relay", "gunicorn.error"} <= loggers
+    assert any(record["message"].startswith("Booting worker") for record in records)
+    assert returncode == 0

@@ -6,12 +6,16 @@ tests/test_browser_functional.py drives the same pages in Chromium.
 import asyncio
 import html
 import logging
+import re
+
+import pytest
 
 from pingproxy.app import create_app
 from pingproxy.config import Settings
+from pingproxy.errors import FAULT_CODES, FAULT_MEANINGS, Outcome
 from pingproxy.inbound import track_requests
 from pingproxy.limits import Rate
-from tests.conftest import TEST_SETTINGS, ping_body, relay_lines
+from tests.conftest import TEST_SETTINGS, fault_of, ping_body, relay_lines
 from tests.test_diagnose_functional import (
     SELF_MENTION_REFUSAL,
     a_site,
@@ -22,11 +26,17 @@ from tests.test_diagnose_functional import (
 from tests.test_diagnose_functional import html as page_html
 
 ENDPOINT = "https://example.com/webmention"
+SOURCE, TARGET = "https://blog.example/post", "https://site.example/page"
 JSON = {"Accept": "application/json"}
 
 
 async def text_of(response) -> str:
     return html.unescape(await response.text())
+
+
+def words_of(page: str) -> str:
+    """A page's text as a reader sees it: without its markup, one space between words."""
+    return " ".join(re.sub(r"<[^>]*>", " ", page).split())
 
 
 async def test_the_landing_page_writes_the_tags_for_an_endpoint(proxy):
@@ -98,6 +108,38 @@ async def test_the_endpoint_page_uses_the_same_templates(proxy):
     assert "Content-Security-Policy" in response.headers
     assert "pingback endpoint" in page
     assert f'<link rel="pingback" href="{base}/{ENDPOINT}">' in page
+
+
+@pytest.mark.parametrize("path", ["/nope/x", "/favicon.ico", "/webmention",
+                                  "/webmention?forward=nope", "/https://" + "a" * 4100])
+async def test_a_url_that_names_no_endpoint_is_a_404_that_says_the_fault_and_offers_no_tag(
+        proxy, path):
+    code = FAULT_CODES[Outcome.INVALID_ENDPOINT]
+
+    response = await proxy.get(path)
+    fault = await fault_of(await proxy.post(path, data=ping_body(SOURCE, TARGET)))
+
+    page = await text_of(response)
+    assert response.status == 404
+    assert fault.faultCode == code
+    assert f"would get fault {code} ({FAULT_MEANINGS[code]})" in words_of(page)
+    assert 'rel="pingback"' not in page and "X-Pingback" not in page
+    assert "Content-Security-Policy" in response.headers
+
+
+async def test_a_url_whose_endpoint_the_guard_refuses_is_a_403_with_the_faults_own_words(
+        make_proxy):
+    proxy = await make_proxy(allow_private=False)
+    path = "/http://10.0.0.5/webmention"
+
+    response = await proxy.get(path)
+    fault = await fault_of(await proxy.post(path, data=ping_body(SOURCE, TARGET)))
+
+    page = words_of(await text_of(response))
+    assert response.status == 403
+    assert f"would get fault {fault.faultCode} ({FAULT_MEANINGS[fault.faultCode]})" in page
+    assert f"{fault.faultString}." in page
+    assert 'rel="pingback"' not in page
 
 
 async def test_check_shows_the_report_as_a_page(proxy, endpoint, site):

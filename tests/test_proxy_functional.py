@@ -478,14 +478,15 @@ async def test_each_pingback_leaves_one_log_line_with_its_fields(proxy, endpoint
     assert "outcome=invalid_source fault=16 upstream_status=-" in invalid
 
 
-async def test_a_call_refused_before_any_forward_is_logged_at_debug_only(proxy, endpoint, caplog):
+async def test_a_call_refused_before_any_forward_leaves_its_line_at_info(proxy, endpoint, caplog):
     caplog.set_level(logging.INFO, logger="pingproxy.relay")
 
     for _ in range(3):
         await ping(proxy, "/" + endpoint.url(), source="not-a-url")
     await ping(proxy, "/" + endpoint.url())
 
-    [forwarded] = relay_lines(proxy, caplog)
+    *refused, forwarded = relay_lines(proxy, caplog)
+    assert [line.split()[1] for line in refused] == ["outcome=invalid_source"] * 3
     assert forwarded.startswith("pingback outcome=success ")
     metrics = await (await proxy.get("/metrics")).text()
     assert metric_value(metrics, "pingproxy_pingbacks_total", outcome="invalid_source") == 3

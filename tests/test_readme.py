@@ -92,3 +92,25 @@ def test_every_limit_is_in_the_limits_table_with_its_setting(option):
 ])
 def test_the_fixed_limits_in_the_table_are_the_codes(constant, text):
     assert any(text.format(constant) in row for row in limits_table())
+
+
+def dependency_rows() -> list[str]:
+    """The first cell of each row of the dependency table."""
+    table = README[README.index("## Dependencies, and why each is there"):]
+    return [line.split("|")[1].strip() for line in table.splitlines()[4:]
+            if line.startswith("| ")]
+
+
+def test_each_dependency_is_in_the_dependency_table_once():
+    names = [name.strip() for row in dependency_rows()
+             for name in row.split("(")[0].split(",")]
+
+    assert sorted(names) == sorted(set(names))
+    assert "tqdm" in names
+
+
+def test_the_readme_names_the_command_where_make_run_puts_it():
+    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+
+    assert "VENV ?= .venv" in makefile and "$(BIN)/pingproxy $(ARGS)" in makefile
+    assert "`.venv/bin/pingproxy`" in README

@@ -5,6 +5,7 @@ import pytest
 from pingproxy import config
 from pingproxy.config import ConfigError
 from pingproxy.limits import Rate
+from tests.feed_samples import NEWEST_FIRST, Site, make_site
 from tests.send_web import advertising, h_entry
 
 TOKEN = "a-deploy-hook-token-0123456789"
@@ -163,3 +164,90 @@ async def test_a_source_that_cannot_be_fetched_is_502(make_sender, blog):
 def test_a_short_token_stops_start_up():
     with pytest.raises(ConfigError, match="PINGPROXY_SEND_TOKEN: invalid value"):
         config.load([], {"PINGPROXY_SEND_TOKEN": "guessable"})
+
+
+@pytest.fixture
+async def site(blog, sites, aiohttp_server, pingback_server) -> Site:
+    return await make_site(blog, sites, aiohttp_server, pingback_server)
+
+
+async def test_a_feed_url_sends_every_entry_and_answers_with_the_feed_report(make_sender,
+                                                                             site):
+    proxy = await make_sender()
+
+    response = await proxy.post("/api/send", data={"source": site.feed("json-feed")},
+                                headers=AUTHORIZED)
+
+    assert response.status == 200
+    report = await response.json()
+    assert (report["format"], report["ok"], report["counts"]["accepted"]) == (
+        "json-feed", True, 9)
+    assert [e["source"] for e in report["entries"]] == [site.post_url(path)
+                                                        for path in NEWEST_FIRST]
+    assert len(site.stored()) == 6 and len(site.pingback.calls) == 3
+
+
+async def test_entries_and_since_choose_a_feeds_entries(make_sender, site):
+    proxy = await make_sender()
+
+    report = await (await proxy.post("/api/send", headers=AUTHORIZED, data={
+        "source": site.feed("rss"), "entries": "2", "since": "2026-11-04T00:00:00Z"})).json()
+
+    assert [(e["source"], e["reason"]) for e in report["entries"]] == [
+        (site.post_url("/2026/11/second"), "taken"),
+        (site.post_url("/2026/11/third"), "older"),
+        (site.post_url("/2026/11/first"), "older")]
+    assert {source for source, _ in site.stored()} == {site.post_url("/2026/11/second")}
+
+
+async def test_a_feed_waits_its_interval_as_a_source_does(make_sender, site):
+    proxy = await make_sender(send_source_interval_seconds=300)
+    feed = site.feed("atom")
+
+    first = await proxy.post("/api/send", data={"source": feed}, headers=AUTHORIZED)
+    again = await proxy.post("/api/send", data={"source": feed}, headers=AUTHORIZED)
+    other = await proxy.post("/api/send", data={"source": site.feed("rss")},
+                             headers=AUTHORIZED)
+
+    assert (first.status, again.status, other.status) == (200, 429, 200)
+    assert (await again.json())["error"] == "sent_recently"
+    assert len(site.django.received) == 6
+
+
+async def test_a_feed_outside_the_allowed_sources_or_without_the_token_sends_nothing(
+        make_sender, site):
+    proxy = await make_sender(send_allowed_sources=("blog.example",))
+
+    refused = await proxy.post("/api/send", data={"source": site.feed("rss")},
+                               headers=AUTHORIZED)
+    hidden = await proxy.post("/api/send", data={"source": site.feed("rss")})
+
+    assert (refused.status, hidden.status) == (403, 404)
+    assert site.blog.hits == [] and site.django.received == []
+
+
+@pytest.mark.parametrize(("form", "error"), [
+    ({"entries": "0"}, "invalid_entries"), ({"entries": "51"}, "invalid_entries"),
+    ({"entries": "ten"}, "invalid_entries"), ({"since": "last week"}, "invalid_since"),
+])
+async def test_bad_entries_or_since_is_400(make_sender, site, form, error):
+    proxy = await make_sender()
+
+    response = await proxy.post("/api/send", data={"source": site.feed("rss"), **form},
+                                headers=AUTHORIZED)
+
+    assert response.status == 400 and (await response.json())["error"] == error
+    assert site.blog.hits == []
+
+
+async def test_an_unreadable_feed_is_502_feed_unreadable(make_sender, blog):
+    proxy = await make_sender()
+    feed = blog.document("/feed", "<rss version='2.0'><channel>", "application/rss+xml")
+
+    response = await proxy.post("/api/send", data={"source": feed}, headers=AUTHORIZED)
+
+    assert response.status == 502
+    assert await response.json() == {
+        "error": "feed_unreadable",
+        "message": "the feed cannot be read: the feed is not well-formed XML (no element "
+                   "found: line 1, column 28)"}

@@ -3,11 +3,14 @@
 import asyncio
 import json
 import os
+import shlex
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import pseudo_terminal, read_terminal
+from tests.feed_samples import NEWEST_FIRST, POSTS, Site, make_site
 from tests.send_web import Answer, advertising, h_entry
 
 
@@ -156,3 +159,139 @@ async def test_a_previous_file_that_is_no_report_is_exit_2(tmp_path):
                                      str(tmp_path / "other.json"))
 
     assert status == 2 and "not a pingproxy send report of version 1" in err
+
+
+@pytest.fixture
+async def site(blog, sites, aiohttp_server, pingback_server) -> Site:
+    return await make_site(blog, sites, aiohttp_server, pingback_server)
+
+
+async def test_a_feed_is_sent_entry_by_entry_with_a_json_entry_list(site):
+    status, out, err = await pingproxy("send", site.feed("atom"), "--allow-private", "--json")
+
+    assert (status, err) == (0, "")
+    report = json.loads(out)
+    assert (report["format"], report["ok"], report["counts"]["accepted"]) == ("atom", True, 9)
+    assert [(e["source"], e["reason"]) for e in report["entries"]] == [
+        (site.post_url(path), "taken") for path in NEWEST_FIRST]
+    assert [t["found_in"] for t in report["entries"][0]["targets"]] == ["e-content"] * 3
+    assert len(site.stored()) == 6 and len(site.pingback.calls) == 3
+
+
+async def test_the_feed_table_says_which_entries_were_sent_and_why_the_rest_were_left(site):
+    status, out, _ = await pingproxy("send", site.feed("rss"), "--allow-private",
+                                     "--since", "2026-11-02", "--entries", "1")
+
+    assert status == 0
+    assert f"Feed {site.feed('rss')} (HTTP 200; rss \"A blog\"; entries after " in out
+    assert f"  {site.post_url('/2026/11/second')}  (number 1 of the newest 1; dated " in out
+    assert f"  past the newest 1 (--entries): {site.post_url('/2026/11/third')}" in out
+    assert ("  dated 2026-11-01T09:00:00+00:00, not after --since 2026-11-02T00:00:00+00:00: "
+            f"{site.post_url('/2026/11/first')}") in out
+    assert out.rstrip().splitlines()[-1].startswith(
+        "1 entries sent, 2 left; 3 targets (3 accepted), in ")
+
+
+async def test_previous_from_one_run_keeps_the_next_from_sending_again(site, tmp_path):
+    feed = site.feed("json-feed")
+    _, out, _ = await pingproxy("send", feed, "--allow-private", "--json")
+    (tmp_path / "last.json").write_text(out)
+
+    status, out, _ = await pingproxy("send", feed, "--allow-private", "--json",
+                                     "--previous", str(tmp_path / "last.json"))
+
+    assert status == 0
+    assert {e["reason"] for e in json.loads(out)["entries"]} == {"unchanged"}
+    assert len(site.django.received) == 3
+
+
+async def test_a_failed_target_of_any_entry_exits_1(site):
+    broken = site.sites.endpoint("/wm/broken", Answer(500, "oops"))
+    target = site.sites.page("/t/broken", *advertising(broken)[0:1])
+    site.blog.page(POSTS[2].path, h_entry(target))
+
+    status, out, _ = await pingproxy("send", site.feed("rss"), "--allow-private", "--json")
+
+    assert status == 1
+    assert [t["status"] for e in json.loads(out)["entries"] for t in e["targets"]].count(
+        "failed") == 1
+
+
+@pytest.mark.parametrize(("body", "content_type", "message"), [
+    ("<rss version='2.0'><channel>", "application/rss+xml",
+     "pingproxy: the feed cannot be read: the feed is not well-formed XML (no element "
+     "found: line 1, column 28)\n"),
+    ('{"version": "https://jsonfeed.org/version/1.1"}', "application/feed+json",
+     "pingproxy: the feed cannot be read: the JSON Feed has no list of items\n"),
+])
+async def test_an_unreadable_feed_is_exit_2_with_one_line(blog, body, content_type, message):
+    status, out, err = await pingproxy("send", blog.document("/feed", body, content_type),
+                                       "--allow-private")
+
+    assert (status, out, err) == (2, "", message)
+
+
+async def test_a_feed_that_answers_404_is_exit_2(blog):
+    status, _, err = await pingproxy("send", blog.url("/feed.xml"), "--allow-private")
+
+    assert (status, err) == (2, "pingproxy: the source answered HTTP 404 Not Found\n")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--since", "last tuesday"], "pingproxy: --since 'last tuesday': expected an ISO 8601 "
+                                  "date or time"),
+    (["--entries", "0"], "pingproxy: --entries 0: expected a number from 1 to 50 "
+                         "(--send-max-entries)"),
+    (["--entries", "51"], "pingproxy: --entries 51: expected a number from 1 to 50"),
+])
+async def test_bad_feed_options_are_exit_2_with_one_line(args, message):
+    status, out, err = await pingproxy("send", "https://blog.example/feed", *args)
+
+    assert (status, out) == (2, "")
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+async def test_progress_shows_entries_and_targets_on_a_terminal_and_nothing_when_piped(site):
+    status, _, err = await pingproxy("send", site.feed("rss"), "--allow-private",
+                                     stderr_tty=True)
+    piped_status, _, piped_err = await pingproxy("send", site.feed("rss"), "--allow-private")
+
+    assert status == 0 and "3/3" in err and "entry/s" in err and "/9" in err and "target" in err
+    assert (piped_status, piped_err) == (0, "")
+
+
+def readme_cron_command(tmp_path, feed: str) -> str:
+    """The README's cron line, on this machine: its directory, this pingproxy, the local feed
+    (allowed on loopback) and a --since that reaches the sample posts' dates."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("0 * * * * "))
+    return (line.removeprefix("0 * * * * ")
+            .replace("cd /var/lib/pingproxy", f"cd {shlex.quote(str(tmp_path))}")
+            .replace("/opt/pingproxy/.venv/bin/pingproxy",
+                     f"{shlex.quote(sys.executable)} -m pingproxy")
+            .replace("https://blog.example/feed.xml", f"{feed} --allow-private")
+            .replace("--since 1d", "--since 2026-10-01"))
+
+
+async def test_the_readmes_cron_line_sends_each_entry_once_across_runs(site, tmp_path):
+    command = readme_cron_command(tmp_path, site.feed("rss"))
+
+    for _ in range(2):
+        shell = await asyncio.create_subprocess_exec("/bin/sh", "-c", command)
+        assert await asyncio.wait_for(shell.wait(), 30) == 0
+
+    last = json.loads((tmp_path / "last.json").read_text())
+    assert {e["reason"] for e in last["entries"]} == {"unchanged"}
+    assert not (tmp_path / "next.json").exists()
+    assert len(site.django.received) == len(site.webmentions.received) == 3
+    assert len(site.pingback.calls) == 3
+
+
+async def test_the_default_entries_follow_a_lower_cap_on_entries(site):
+    status, out, _ = await pingproxy("send", site.feed("rss"), "--allow-private", "--json",
+                                     "--send-max-entries", "2")
+
+    assert status == 0
+    assert json.loads(out)["entries_limit"] == 2
+    assert [e["reason"] for e in json.loads(out)["entries"]] == ["taken", "taken",
+                                                                 "beyond_entries"]

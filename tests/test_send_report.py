@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from pingproxy.links import SKIP_REASONS, Skipped
-from pingproxy.send_report import (
+from pingproxy.send.report import (
     STATUSES,
     SendReport,
     TargetResult,
     as_json,
-    previous_targets,
+    fails,
+    read_previous,
     table,
 )
 
@@ -63,18 +64,24 @@ def test_every_status_and_skip_reason_is_documented():
 def test_a_report_reads_back_its_targets():
     text = json.dumps(as_json(REPORT))
 
-    assert previous_targets(json.loads(text)) == ("https://example.com/notes/1",
-                                                  "https://old.example/post")
+    previous = read_previous(json.loads(text))
+
+    assert previous.targets == ("https://example.com/notes/1", "https://old.example/post")
+    assert previous.entries == {"https://blog.example/post": previous.targets}
 
 
 @pytest.mark.parametrize("document", [
     [], {"targets": []}, {"version": 2, "targets": []}, {"version": 1, "targets": {}},
     {"version": 1, "targets": [{"url": "https://x.example/"}]},
     {"version": 1, "targets": [{"target": 7}]},
+    {"version": 1, "entries": {}}, {"version": 1, "entries": [7]},
+    {"version": 1, "entries": [{"source": "https://blog.example/a", "last_sent": []}]},
+    {"version": 1, "entries": [{"source": "https://blog.example/a",
+                                "last_sent": {"targets": [7]}}]},
 ])
 def test_anything_else_is_not_a_previous_report(document):
     with pytest.raises(ValueError):
-        previous_targets(document)
+        read_previous(document)
 
 
 def test_the_table_says_what_happened_to_each_target_and_why_links_were_skipped():
@@ -102,3 +109,37 @@ def test_a_deleted_dry_run_says_so():
     assert table(report).splitlines()[0] == (
         "Source https://blog.example/gone (HTTP 410; links read from body); deleted: every "
         "target is told; dry run: nothing sent")
+
+
+def test_the_table_prints_words_where_the_json_has_codes():
+    report = SendReport("https://blog.example/post", source_status=200, container="main",
+                        targets=[TargetResult("https://a.example/", "main", "no_endpoint"),
+                                 TargetResult("https://b.example/", "main", "target_gone"),
+                                 TargetResult("https://c.example/", "main", "not_sent")])
+
+    text = table(report)
+
+    assert "no endpoint  https://a.example/  (main)" in text
+    assert "target gone  https://b.example/  (main)" in text
+    assert "not sent     https://c.example/  (main)" in text
+    assert "(1 no endpoint, 1 target gone, 1 not sent)" in text
+    assert not {"no_endpoint", "target_gone", "not_sent"} & set(text.split())
+    assert [t["status"] for t in as_json(report)["targets"]] == [
+        "no_endpoint", "target_gone", "not_sent"]
+
+
+@pytest.mark.parametrize(("status", "found_in", "deleted", "failing"), [
+    ("refused", "e-content", False, True),
+    ("refused", "previous", False, False),
+    ("refused", "also", False, False),
+    ("refused", "e-content", True, False),
+    ("failed", "previous", False, True),
+    ("failed", "e-content", True, True),
+    ("no_endpoint", "e-content", False, False),
+    ("accepted", "e-content", False, False),
+])
+def test_a_refusal_fails_the_run_only_for_a_link_the_post_still_makes(status, found_in,
+                                                                       deleted, failing):
+    result = TargetResult("https://a.example/", found_in, status)
+
+    assert fails(result, deleted=deleted) is failing

@@ -5,9 +5,12 @@ send after an edit can reach the targets a post no longer links to. Pure: no I/O
 """
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pingproxy.links import SKIP_REASONS, Skipped
+from yarl import URL
+
+from pingproxy.links import ALSO, PREVIOUS, SKIP_REASONS, Skipped, normalised
 
 REPORT_VERSION = 1
 
@@ -20,6 +23,10 @@ TARGET_GONE = "target_gone"  # the target answered 404 or 410
 BLOCKED = "blocked"  # the guard refused the target's address after resolution
 NOT_SENT = "not_sent"  # --dry-run: discovered, never sent
 STATUSES = (ACCEPTED, REFUSED, FAILED, NO_ENDPOINT, TARGET_GONE, BLOCKED, NOT_SENT)
+# The same in words, for the table people read (the tokens stay in --json).
+STATUS_WORDS = {ACCEPTED: "accepted", REFUSED: "refused", FAILED: "failed",
+                NO_ENDPOINT: "no endpoint", TARGET_GONE: "target gone", BLOCKED: "blocked",
+                NOT_SENT: "not sent"}
 # Any of these makes the run fail (exit 1).
 FAILING_STATUSES = frozenset({REFUSED, FAILED})
 
@@ -63,12 +70,22 @@ class SendReport:
 
     @property
     def ok(self) -> bool:
-        """Whether every target with an endpoint accepted (dry runs: none failed)."""
-        return not any(result.status in FAILING_STATUSES for result in self.targets)
+        """Whether no target failed, and none the post links to was refused (dry runs: none
+        failed)."""
+        return not any(fails(result, deleted=self.deleted) for result in self.targets)
 
     def counts(self) -> dict[str, int]:
         found = Counter(result.status for result in self.targets)
         return {status: found[status] for status in STATUSES}
+
+
+def fails(result: TargetResult, *, deleted: bool) -> bool:
+    """Whether a target's result fails the run. A refusal of a link the post no longer
+    makes (--also, --previous, every link of a deleted post) does not: a receiver that
+    verifies the source answers 400 exactly when it has dropped the mention."""
+    if result.status != REFUSED:
+        return result.status in FAILING_STATUSES
+    return not (deleted or result.found_in in (ALSO, PREVIOUS))
 
 
 def as_json(report: SendReport) -> dict:
@@ -109,11 +126,58 @@ def _target_json(result: TargetResult) -> dict:
     }
 
 
-def previous_targets(document: object) -> tuple[str, ...]:
-    """The targets an earlier report (as_json's shape) names; ValueError if it is not one."""
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """What an earlier report tells this run (--previous): a post report's targets; for a
+    feed's entries, each one's targets and the date of its last complete send."""
+
+    targets: tuple[str, ...] | None = None  # a post report's, whichever the source
+    entries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sent_dates: Mapping[str, str | None] = field(default_factory=dict)
+
+    def for_post(self, source: URL) -> tuple[str, ...]:
+        """The earlier targets a send of the post at source tells too."""
+        if self.targets is not None:
+            return self.targets
+        return self.entries.get(source_key(source), ())
+
+
+def source_key(url: URL) -> str:
+    """A source as reports are matched on: normalised, without its fragment."""
+    return str(normalised(url))
+
+
+def read_previous(document: object) -> Previous:
+    """What an earlier report (a post's or a feed's) tells; ValueError if it is not one."""
     if not isinstance(document, dict) or document.get("version") != REPORT_VERSION:
         raise ValueError(f"not a pingproxy send report of version {REPORT_VERSION}")
-    targets = document.get("targets")
+    if "entries" in document:
+        return _previous_feed(document["entries"])
+    targets = _target_urls(document.get("targets"))
+    source = document.get("source")
+    entries = {} if not isinstance(source, str) else {source_key(URL(source)): targets}
+    return Previous(targets, entries)
+
+
+def _previous_feed(entries: object) -> Previous:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("its entries are not a list of objects")
+    targets, dates = {}, {}
+    for entry in entries:
+        last, source = entry.get("last_sent"), entry.get("source")
+        if last is None or not isinstance(source, str):
+            continue
+        if not isinstance(last, dict) or not all(isinstance(url, str)
+                                                 for url in last.get("targets") or ()):
+            raise ValueError("an entry's last_sent is not an object with a list of targets")
+        key = source_key(URL(source))
+        targets[key] = tuple(last.get("targets") or ())
+        if last.get("complete"):
+            dates[key] = last.get("updated")
+    return Previous(None, targets, dates)
+
+
+def _target_urls(targets: object) -> tuple[str, ...]:
     if not isinstance(targets, list) or not all(
             isinstance(entry, dict) and isinstance(entry.get("target"), str)
             for entry in targets):
@@ -124,9 +188,10 @@ def previous_targets(document: object) -> tuple[str, ...]:
 def table(report: SendReport) -> str:
     """The report for people: one block per target, the skipped links, a summary line."""
     lines = [_source_line(report), ""]
-    width = max((len(result.status) for result in report.targets), default=0)
+    width = max((len(STATUS_WORDS[result.status]) for result in report.targets), default=0)
     for result in report.targets:
-        lines.append(f"{result.status:<{width}}  {result.target}  ({result.found_in})")
+        status = STATUS_WORDS[result.status]
+        lines.append(f"{status:<{width}}  {result.target}  ({result.found_in})")
         indent = " " * (width + 2)
         lines.extend(indent + detail for detail in _details(result))
     if report.skipped:
@@ -172,7 +237,7 @@ def _method_name(method: str | None) -> str:
 
 
 def _summary(report: SendReport) -> str:
-    counts = ", ".join(f"{count} {status.replace('_', ' ')}"
+    counts = ", ".join(f"{count} {STATUS_WORDS[status]}"
                        for status, count in report.counts().items() if count)
     return (f"{len(report.targets)} targets ({counts or 'none'}), {len(report.skipped)} links "
             f"skipped, in {report.seconds:.1f} s")

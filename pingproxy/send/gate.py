@@ -5,23 +5,26 @@ them, or it becomes a relay for spam. So the route answers 404, as for any unkno
 unless a token is configured and the request carries one as a bearer token (compared in
 constant time); each token has its own rate; sources may be limited to some hosts; and a
 source is sent at most once per interval unless the hook says force=1, so a hook that fires
-on every build does not spray the same mentions. The token rates and the interval are kept
-where the application's limits are (limits.Limits): in memory, bounded, or in Redis, so that
-a hook retried on another instance is refused as on the first.
+on every build does not spray the same mentions. A feed's URL is a source like any other:
+its interval is the feed's, and its entries are on its own site. The token rates and the
+interval are kept where the application's limits are (limits.Limits): in memory, bounded, or
+in Redis, so that a hook retried on another instance is refused as on the first.
 """
 
 import hashlib
 import hmac
 import math
+from datetime import UTC, datetime
 
 from multidict import MultiMapping
 from yarl import URL
 
+from pingproxy import feeds
 from pingproxy.config import Settings
 from pingproxy.limits import Limits, MemoryLimits
 from pingproxy.links import normalised
 from pingproxy.netguard import host_matches
-from pingproxy.send import SendRequest
+from pingproxy.send.post import DEFAULT_ENTRIES, SendRequest
 from pingproxy.urls import http_url
 
 _YES = frozenset({"1", "true", "yes", "on"})
@@ -45,6 +48,7 @@ class SendGate:
         limits = limits or MemoryLimits()
         self._tokens = tuple(_digest(token) for token in settings.send_tokens)
         self._allowed_sources = settings.send_allowed_sources
+        self._max_entries = settings.send_max_entries
         self._rate = limits.rate("send", settings.send_rate_limit)
         self._sent = limits.intervals("sent", settings.send_source_interval_seconds)
 
@@ -74,11 +78,32 @@ class SendGate:
         if self._allowed_sources and not host_matches(source.host, self._allowed_sources):
             raise GateRefusal(403, "source_not_allowed",
                               f"{source.host} is not among this server's allowed sources")
+        entries, since = self._entries(form), self._since(form)
         dry_run = _text(form, "dry_run").lower() in _YES
         if not dry_run:
             await self._claim(source, force=_text(form, "force").lower() in _YES)
         also = tuple(value for value in form.getall("also", ()) if isinstance(value, str))
-        return SendRequest(source, also=also, dry_run=dry_run)
+        return SendRequest(source, also=also, dry_run=dry_run, entries=entries, since=since)
+
+    def _entries(self, form: MultiMapping) -> int:
+        """A feed's newest entries to take: entries=N, 1 to --send-max-entries."""
+        text = _text(form, "entries").strip()
+        if not text:
+            return min(DEFAULT_ENTRIES, self._max_entries)
+        if not text.isdigit() or not 1 <= int(text) <= self._max_entries:
+            raise GateRefusal(400, "invalid_entries",
+                              f"entries must be a number from 1 to {self._max_entries}")
+        return int(text)
+
+    @staticmethod
+    def _since(form: MultiMapping) -> datetime | None:
+        text = _text(form, "since")
+        if not text.strip():
+            return None
+        try:
+            return feeds.parse_since(text, datetime.now(UTC))
+        except ValueError as error:
+            raise GateRefusal(400, "invalid_since", f"since: {error}") from None
 
     async def _claim(self, source: URL, *, force: bool) -> None:
         """Note the source as sent now, unless it was sent within the interval."""

@@ -1,16 +1,17 @@
 """Send: tell every page a post links to, by WebMention or else by Pingback, and say how.
 
-One run fetches the source, chooses its targets (links.py), then works on every target at
-once within the limits: it discovers the target's endpoint (W3C WebMention section 3.1.2
+A post's send fetches the source, chooses its targets (links.py), then works on every target
+at once within the limits: it discovers the target's endpoint (W3C WebMention section 3.1.2
 first, Pingback 1.0 autodiscovery only when there is none), sends, and reads the answer into
 the target's line of the report. Nothing is stored: sending again after an edit is the same
 run (WebMention section 3.1.3 asks senders to re-send to every target), and the targets a
 post no longer links to come from the caller (--also, --previous).
 
-Politeness: each request goes through send_pacing (a bound on all, a share per host, each
+Politeness: each request goes through pacing.py (a bound on all, a share per host, each
 request counting for the host it goes to: a target's page for the target's host, a POST for
 the endpoint's; one retry), is bounded in connect, read and total time, its reply in size,
-and the whole run in time.
+and the whole run in time. A run may send several posts (a feed's entries, site.py): they share
+its pace and its deadline, so the bounds hold across all of them together.
 
 A POST never follows a redirect that would turn it into a GET: only a 307 or 308 re-posts,
 once, and the guard checks its new address; any other 3xx fails with its Location.
@@ -20,12 +21,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import aiohttp
 from yarl import URL
 
-from pingproxy import __version__, discovery, links, pingback, webmention
+from pingproxy import discovery, links, pingback, webmention
 from pingproxy.config import Settings
 from pingproxy.errors import (
     ALREADY_REGISTERED_FAULT,
@@ -36,8 +38,7 @@ from pingproxy.errors import (
 )
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
-from pingproxy.send_pacing import Pacer
-from pingproxy.send_report import (
+from pingproxy.send.report import (
     ACCEPTED,
     BLOCKED,
     FAILED,
@@ -47,36 +48,37 @@ from pingproxy.send_report import (
     REFUSED,
     TARGET_GONE,
     WEBMENTION,
+    Previous,
     SendReport,
     TargetResult,
 )
+from pingproxy.send.run import DELETED_STATUS, Run
 
 logger = logging.getLogger("pingproxy.send")
 
-USER_AGENT = f"pingproxy/{__version__} (WebMention and Pingback sender)"
 # RFC 9110 section 15.4.8, 15.4.9: only these repeat the POST; send follows one.
 MAX_REPOSTS = 1
-DELETED_STATUS = 410
+# A feed's newest entries a send takes when --entries does not say.
+DEFAULT_ENTRIES = 10
 _EXCERPT_CHARACTERS = 200
 
 Progress = Callable[[int, int], None]
 """Told (targets done, targets in all) as each target ends."""
 
 
-class SourceUnusable(Exception):
-    """The source could not be fetched, or answered neither 2xx nor 410: nothing is sent."""
-
-
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """One send: the source, the caller's extra targets, and how to choose links."""
+    """One send: the URL given (a post, or a feed of posts), the caller's extra targets, how
+    to choose links, and for a feed which entries."""
 
     source: URL
     also: tuple[str, ...] = ()
-    previous: tuple[str, ...] = ()
+    previous: Previous = field(default_factory=Previous)
     include_self: bool = False
     media: bool = False
     dry_run: bool = False
+    entries: int = DEFAULT_ENTRIES
+    since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,71 +89,61 @@ class Sender:
     policy: DestinationPolicy
     settings: Settings
 
+    def run(self) -> Run:
+        """A new run: its own pace and deadline, which every post sent in it shares."""
+        return Run(self.session, self.policy, self.settings)
+
     async def send(self, request: SendRequest, *,
                    progress: Progress | None = None) -> SendReport:
-        """Run one send and report it; SourceUnusable when the source cannot be read."""
-        return await _Run(self.session, self.policy, self.settings, request).report(progress)
+        """Send for one post and report it; SourceUnusable when the source cannot be read."""
+        run = self.run()
+        page = await run.source_page(request.source)
+        post = PostSend(run, request)
+        report = await post.chosen(page, request.previous.for_post(request.source))
+        await post.notify(report, progress)
+        report.seconds = run.seconds()
+        return report
 
 
-class _Run:
-    def __init__(self, session: aiohttp.ClientSession, policy: DestinationPolicy,
-                 settings: Settings, request: SendRequest) -> None:
-        self._session = session
-        self._policy = policy
-        self._settings = settings
+class PostSend:
+    """One post's send within a run: its targets chosen, then every one told."""
+
+    def __init__(self, run: Run, request: SendRequest) -> None:
+        self._run = run
         self._request = request
         self._source = str(request.source)
-        self._pacer = Pacer(settings)
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.send_request_timeout_seconds,
-            sock_connect=settings.connect_timeout_seconds,
-            sock_read=settings.send_read_timeout_seconds,
-        )
-        self._headers = {"User-Agent": USER_AGENT}
 
-    async def report(self, progress: Progress | None) -> SendReport:
-        started = time.perf_counter()
-        run_seconds = self._settings.send_run_timeout_seconds
-        deadline = asyncio.get_running_loop().time() + run_seconds
+    async def chosen(self, page: Reply, previous: tuple[str, ...], *,
+                     max_links: int | None = None) -> SendReport:
+        """The report of the post at page with its targets chosen, none told yet."""
         report = SendReport(self._source, dry_run=self._request.dry_run)
-        try:
-            async with asyncio.timeout_at(deadline):
-                page = await self._source_page()
-        except TimeoutError:
-            raise SourceUnusable(f"the source did not answer within {run_seconds:g} s") from None
         report.source_url, report.source_status = str(page.url), page.status
         report.deleted = page.status == DELETED_STATUS
         html = (discovery.decoded_html(page)
                 if page.content_type in discovery.HTML_CONTENT_TYPES else None)
+        cap = self._run.settings.send_max_targets
+        choice = self._choice(page.url, previous, cap if max_links is None else min(cap, max_links))
         # html5lib and mf2py take about a second for a megabyte: off the loop.
-        chosen = await asyncio.to_thread(links.choose, html, page.url, self._choice(page.url))
+        chosen = await asyncio.to_thread(links.choose, html, page.url, choice)
         report.container, report.skipped = chosen.container, list(chosen.skipped)
         report.targets = [TargetResult(str(link.url), link.found_in) for link in chosen.links]
-        await self._notify_all(report.targets, deadline, progress)
-        report.seconds = time.perf_counter() - started
         return report
 
-    async def _source_page(self) -> Reply:
-        try:
-            page = await self._pacer.request(self._request.source,
-                                             lambda: self._fetch(self._request.source))
-        except (UpstreamError, AccessDenied) as error:
-            raise SourceUnusable(f"the source could not be fetched: {error}") from None
-        if not (200 <= page.status < 300 or page.status == DELETED_STATUS):
-            raise SourceUnusable(f"the source answered HTTP {page.status} {page.reason}".rstrip())
-        return page
+    async def notify(self, report: SendReport, progress: Progress | None) -> None:
+        """Tell every target of the report, within the run's pace and deadline."""
+        await self._notify_all(report.targets, self._run.deadline, progress)
 
-    def _choice(self, final_url: URL) -> links.Choice:
+    def _choice(self, final_url: URL, previous: tuple[str, ...], max_links: int) -> links.Choice:
         return links.Choice(
             source_urls=(links.normalised(self._request.source), links.normalised(final_url)),
             include_self=self._request.include_self, media=self._request.media,
-            also=self._request.also, previous=self._request.previous,
-            max_links=self._settings.send_max_targets, blocked=self._blocked,
+            also=self._request.also, previous=previous, max_links=max_links,
+            blocked=self._blocked,
         )
 
     def _blocked(self, url: URL) -> str | None:
         try:
-            self._policy.check_url(url)
+            self._run.policy.check_url(url)
         except AccessDenied as denied:
             return str(denied)
         return None
@@ -173,7 +165,7 @@ class _Run:
                 task.cancel()
                 result.status = FAILED
                 result.message = (f"not finished when the run's "
-                                  f"{self._settings.send_run_timeout_seconds:g} s ran out")
+                                  f"{self._run.settings.send_run_timeout_seconds:g} s ran out")
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _notify(self, result: TargetResult) -> None:
@@ -205,7 +197,7 @@ class _Run:
         """The target's page, or None with the result saying why there is none."""
         target = URL(result.target)
         try:
-            page = await self._pacer.request(target, lambda: self._fetch(target),
+            page = await self._run.pacer.request(target, lambda: self._run.fetch(target),
                                              retried=_retried(result))
         except AccessDenied as denied:
             result.status, result.message = BLOCKED, str(denied)
@@ -223,9 +215,9 @@ class _Run:
 
     async def _send_webmention(self, result: TargetResult, endpoint: URL) -> None:
         reply = await self._post(result, endpoint, lambda: webmention.send(
-            self._session, self._policy, endpoint, self._source, result.target,
-            headers=self._headers, max_reply_bytes=self._settings.max_reply_bytes,
-            max_redirects=MAX_REPOSTS, timeout=self._timeout))
+            self._run.session, self._run.policy, endpoint, self._source, result.target,
+            headers=self._run.headers, max_reply_bytes=self._run.settings.max_reply_bytes,
+            max_redirects=MAX_REPOSTS, timeout=self._run.timeout))
         if reply is None or _redirected(result, reply):
             return
         try:
@@ -238,11 +230,11 @@ class _Run:
 
     async def _ping(self, result: TargetResult, server: URL) -> None:
         reply = await self._post(result, server, lambda: pingback.call(
-            self._session, self._policy, server, pingback.PING_METHOD,
-            (self._source, result.target), headers=self._headers,
-            max_reply_bytes=self._settings.max_reply_bytes,
+            self._run.session, self._run.policy, server, pingback.PING_METHOD,
+            (self._source, result.target), headers=self._run.headers,
+            max_reply_bytes=self._run.settings.max_reply_bytes,
             follow=webmention.REPOST_REDIRECT_STATUSES, max_redirects=MAX_REPOSTS,
-            timeout=self._timeout))
+            timeout=self._run.timeout))
         if reply is None or _redirected(result, reply):
             return
         if reply.status != 200:  # XML-RPC answers on 200 only; clients read nothing else
@@ -261,19 +253,13 @@ class _Run:
                     make: Callable[[], Awaitable[Reply]]) -> Reply | None:
         """The endpoint's reply, or None with the result saying why there is none."""
         try:
-            reply = await self._pacer.request(endpoint, make, retried=_retried(result))
+            reply = await self._run.pacer.request(endpoint, make, retried=_retried(result))
         except (UpstreamError, AccessDenied) as error:
             result.status, result.message = FAILED, str(error)
             return None
         result.http_status = reply.status
         result.location = _location(reply)
         return reply
-
-    def _fetch(self, url: URL) -> Awaitable[Reply]:
-        return discovery.fetch_page(
-            self._session, self._policy, url,
-            max_page_bytes=self._settings.discovery_max_page_bytes,
-            headers=self._headers, timeout=self._timeout)
 
 
 def _endpoint_of(page: Reply) -> tuple[str, discovery.Found] | None:
