@@ -7,6 +7,7 @@ Procfile, the systemd unit and every existing flag keep working.
 import argparse
 import asyncio
 import dataclasses
+import difflib
 import json
 import os
 import shutil
@@ -52,8 +53,15 @@ class Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; exit 2 with a one-line message on bad usage or settings."""
-    arguments = _with_default_command(list(sys.argv[1:] if argv is None else argv))
-    parsed = build_parser().parse_args(arguments)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    unknown = _unknown_command(arguments)
+    if unknown is not None:
+        print(f"pingproxy: {unknown}", file=sys.stderr)
+        return ExitStatus.USAGE
+    parser, subparsers = build_parsers()
+    parsed, extra = parser.parse_known_args(_with_default_command(arguments))
+    if extra:  # said by the subcommand, with its own usage, not the top level's
+        subparsers[parsed.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = config.settings_from(vars(parsed), os.environ, parsed.command)
     except ConfigError as error:
@@ -64,19 +72,56 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: every subcommand with its own arguments and settings."""
-    parser = argparse.ArgumentParser(
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The whole command line, and each subcommand's own parser by name."""
+    parser = _Parser(
         prog="pingproxy",
         description="Receive Pingbacks (XML-RPC) and forward them as WebMentions.",
         epilog="Plain 'pingproxy [options]' is 'pingproxy serve [options]'.",
     )
     parser.add_argument("--version", action="version", version=f"pingproxy {__version__}")
-    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                        parser_class=_Parser)
+    subparsers = {}
     for name, command in COMMANDS.items():
         subparser = subcommands.add_parser(name, help=command.summary,
                                            description=command.summary)
         command.add_arguments(subparser)
         config.add_options(subparser, name)
-    return parser
+        subparsers[name] = subparser
+    return parser, subparsers
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with the way out after the mistake an option of many values invites."""
+
+    given: tuple[str, ...] = ()
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        many = [action.option_strings[0] for action in self._actions
+                if set(action.option_strings) & set(self.given) and action.nargs in ("+", "*")]
+        if many and message.startswith("the following arguments are required"):
+            missing = message.partition(": ")[2]
+            message += (f" ({' and '.join(many)} takes every value after it: put {missing} "
+                        f"first, or end the list with --)")
+        super().error(message)
+
+
+def _unknown_command(arguments: list[str]) -> str | None:
+    """What is wrong when the first argument is a word that names no command, else None."""
+    if not arguments or arguments[0].startswith("-") or arguments[0] in COMMANDS:
+        return None
+    word = arguments[0]
+    nearest = difflib.get_close_matches(word, COMMANDS, n=1)
+    guess = f"; did you mean '{nearest[0]}'?" if nearest else ""
+    return f"unknown command {word!r} (commands: {', '.join(COMMANDS)}){guess}"
 
 
 def _with_default_command(arguments: list[str]) -> list[str]:
@@ -143,7 +188,7 @@ _CHECK_EXIT = {Status.WORKS.value: ExitStatus.OK, Status.BROKEN.value: ExitStatu
 
 
 async def _checked(url: URL, settings: Settings) -> dict:
-    policy = outbound.policy_for(settings)
+    policy = outbound.policy_for(settings, way_out=True)
     # Progress only on a terminal (tqdm's disable=None), on stderr, gone when done.
     with tqdm(desc="checking", unit=" steps", file=sys.stderr, disable=None,
               leave=False) as bar:
@@ -177,7 +222,7 @@ def _ping(arguments: argparse.Namespace, settings: Settings) -> ExitStatus:
 
 
 async def _pinged(source: str, target: URL, settings: Settings) -> ping.PingResult:
-    policy = outbound.policy_for(settings)
+    policy = outbound.policy_for(settings, way_out=True)
     async with outbound.open_session(settings, policy) as session:
         return await ping.ping(session, policy, settings, source, target)
 
@@ -289,7 +334,7 @@ def _since(text: str | None) -> datetime | None:
 
 async def _run_send(settings: Settings, request: SendRequest,
                     progress: SiteProgress) -> SendReport | FeedReport:
-    policy = outbound.policy_for(settings)
+    policy = outbound.policy_for(settings, way_out=True)
     async with outbound.open_session(settings, policy) as session:
         sender = SiteSender(Sender(session, policy, settings))
         return await sender.send(request, progress=progress)
@@ -324,7 +369,8 @@ COMMANDS: Mapping[str, Command] = {
     "serve": Command("receive pingbacks and forward them as WebMentions (the default)",
                      _no_arguments, _serve),
     "check": Command("check a page's set-up: what senders find, whether its endpoints answer "
-                     "(harmlessly), and the fix", _check_arguments, _check),
+                     "(to probes that receivers verifying the source refuse), and the fix",
+                     _check_arguments, _check),
     "ping": Command("send one pingback from SOURCE to TARGET, as a blog does, and show the "
                     "answer", _ping_arguments, _ping),
     "send": Command("tell every page a post links to, by WebMention or Pingback; given a "

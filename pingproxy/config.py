@@ -82,6 +82,13 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     redis_prefix: str = "pingproxy:"
 
+    def __repr__(self) -> str:
+        """Every setting but the secrets, so that no log or traceback ever shows one."""
+        hidden = {option.name for option in OPTIONS if option.secret}
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__
+                          if name not in hidden)
+        return f"Settings({shown})"
+
 
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names it."""
@@ -95,12 +102,23 @@ def _non_negative(kind: Callable[[str], float | int]) -> Callable[[str], float |
     return _finite(kind, zero_allowed=True)
 
 
+# What a numeric setting expects, said in words rather than in Python's ("invalid literal").
+_NUMBER_WORDS = {int: "a whole number", float: "a number"}
+
+
 def _finite(kind: Callable[[str], float | int], *,
             zero_allowed: bool) -> Callable[[str], float | int]:
+    least = "of 0 or more" if zero_allowed else ("of 1 or more" if kind is int
+                                                 else "greater than 0")
+    expected = f"expected {_NUMBER_WORDS[kind]} {least}"
+
     def parse(text: str):
-        value = kind(text)
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(expected) from None
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
-            raise ValueError("must be 0 or more" if zero_allowed else "must be greater than 0")
+            raise ValueError(expected)
         return value
 
     parse.__name__ = kind.__name__
@@ -108,9 +126,12 @@ def _finite(kind: Callable[[str], float | int], *,
 
 
 def _port(text: str) -> int:
-    port = int(text)
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
     if not 1 <= port <= 65535:
-        raise ValueError("must be between 1 and 65535")
+        raise ValueError("expected a port number, 1 to 65535")
     return port
 
 
@@ -123,15 +144,33 @@ def _boolean(text: str) -> bool:
     raise ValueError("must be 1/0, true/false, yes/no or on/off")
 
 
-def _host_patterns(text: str) -> tuple[str, ...]:
-    patterns = []
-    for item in filter(None, (part.strip().lower().rstrip(".") for part in text.split(","))):
-        wildcard, name = ("*.", item[2:]) if item.startswith("*.") else ("", item)
-        host = _host_name(name)
-        if host is None:
-            raise ValueError(f"{item!r} is not a host name or *.domain pattern")
-        patterns.append(wildcard + host)
-    return tuple(patterns)
+class NamesNothing(ValueError):
+    """A list setting that was set, yet names nothing once its commas and spaces are dropped."""
+
+
+def _listing(item: Callable[[str], object], noun: str,
+             collect: Callable = tuple) -> Callable[[str], object]:
+    """A comma-separated list of items; set but empty is a mistake, never "no limit".
+
+    PINGPROXY_ALLOWED_ENDPOINTS=$SITES, with $SITES empty must not open a relay that its
+    operator believes confined, so a list that names nothing refuses to start.
+    """
+    def parse(text: str):
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        if not items:
+            raise NamesNothing(f"names no {noun}")
+        return collect(item(part) for part in items)
+
+    return parse
+
+
+def _host_pattern(item: str) -> str:
+    item = item.lower().rstrip(".")
+    wildcard, name = ("*.", item[2:]) if item.startswith("*.") else ("", item)
+    host = _host_name(name)
+    if host is None:
+        raise ValueError(f"{item!r} is not a host name or *.domain pattern")
+    return wildcard + host
 
 
 def _host_name(name: str) -> str | None:
@@ -147,8 +186,11 @@ def _host_name(name: str) -> str | None:
     return host if host and _HOST_NAME.match(host) else None
 
 
-def _ports(text: str) -> frozenset[int]:
-    return frozenset(_port(item) for item in text.split(",") if item.strip())
+def _listed_port(item: str) -> int:
+    try:
+        return _port(item)
+    except ValueError:
+        raise ValueError(f"{item!r} is not a port number, 1 to 65535") from None
 
 
 def _one_of(*choices: str) -> Callable[[str], str]:
@@ -179,11 +221,11 @@ def _optional_rate(text: str) -> Rate | None:
     return None if text.strip().lower() in ("", "off", "0") else Rate.parse(text)
 
 
-def _tokens(text: str) -> tuple[str, ...]:
-    tokens = tuple(filter(None, (part.strip() for part in text.split(","))))
-    if any(len(token) < MIN_TOKEN_CHARACTERS for token in tokens):
+def _token(token: str) -> str:
+    """A bearer token; the error never holds the token, as it is a secret."""
+    if len(token) < MIN_TOKEN_CHARACTERS:
         raise ValueError(f"each token must have at least {MIN_TOKEN_CHARACTERS} characters")
-    return tokens
+    return token
 
 
 def _public_url(text: str) -> str | None:
@@ -246,6 +288,9 @@ class Option:
     platform_environment: tuple[str, ...] = ()
     default_text: str | None = None
     commands: frozenset[str] = SERVE
+    # A secret (a token, a URL with a password) is never shown: not in an error, a log line,
+    # /metrics, --help's defaults or the Settings' repr.
+    secret: bool = False
 
     @property
     def environment(self) -> tuple[str, ...]:
@@ -290,11 +335,12 @@ OPTIONS = (
            "allow endpoints, pingback servers and fetched pages on loopback and private "
            "networks, on any port (a sidecar, or checking or sending from a site on your own "
            "machine)", commands=OUTBOUND),
-    Option("allowed_endpoints", "--allowed-endpoints", "HOSTS", _host_patterns,
+    Option("allowed_endpoints", "--allowed-endpoints", "HOSTS", _listing(_host_pattern, "host"),
            "comma-separated hosts (example.com, *.example.com) that endpoints, pingback "
            "servers and fetched pages must be on",
            default_text="any public host", commands=SERVE | CHECK),
-    Option("allowed_ports", "--allowed-ports", "PORTS", _ports,
+    Option("allowed_ports", "--allowed-ports", "PORTS",
+           _listing(_listed_port, "port", frozenset),
            "comma-separated ports that endpoints, pingback servers and fetched pages may use",
            default_text="80,443,8080,8443; any with --allow-private", commands=OUTBOUND),
     Option("instance_id", "--instance-id", "NAME", _identifier,
@@ -363,11 +409,12 @@ OPTIONS = (
     Option("send_max_run_targets", "--send-max-run-targets", "N", _positive(int),
            "most targets one send of a feed notifies across all its entries; the older "
            "entries' further links are skipped", commands=SEND_AND_SERVE),
-    Option("send_tokens", "--send-token", "TOKENS", _tokens,
+    Option("send_tokens", "--send-token", "TOKENS", _listing(_token, "token"),
            "comma-separated bearer tokens that open POST /api/send, each of at least "
            f"{MIN_TOKEN_CHARACTERS} characters (prefer the environment: ps shows flags)",
-           default_text="none: /api/send answers 404"),
-    Option("send_allowed_sources", "--send-allowed-sources", "HOSTS", _host_patterns,
+           default_text="none: /api/send answers 404", secret=True),
+    Option("send_allowed_sources", "--send-allowed-sources", "HOSTS",
+           _listing(_host_pattern, "host"),
            "comma-separated hosts (example.com, *.example.com) whose pages /api/send may send "
            "from", default_text="any host"),
     Option("send_source_interval_seconds", "--send-source-interval", "SECONDS",
@@ -456,5 +503,15 @@ def settings_from(flags: Mapping[str, object], environ: Mapping[str, str],
         try:
             values[option.name] = option.parse(text)
         except ValueError as error:
-            raise ConfigError(f"{source}: invalid value {text!r}: {error}") from None
+            raise ConfigError(_refusal(option, source, text, error)) from None
     return Settings(**values)
+
+
+def _refusal(option: Option, source: str, text: str, error: ValueError) -> str:
+    """One line naming the setting as it was given and what is wrong; a secret is not shown."""
+    shown = "(not shown: it is a secret)" if option.secret else repr(text)
+    if isinstance(error, NamesNothing):
+        default = option.default_text or _show(getattr(Settings(), option.name))
+        return (f"{source}: {shown} {error}: name at least one, or leave it unset for the "
+                f"default ({default})")
+    return f"{source}: invalid value {shown}: {error}"

@@ -6,13 +6,15 @@ sender's (the X-Pingback header, then the specification's pattern) and WordPress
 string search). Then, at once:
 
 - the WebMention endpoint gets a POST whose source is its target, which every receiver must
-  refuse (webmention.rocks' receiver test 2); a 400 counts as alive;
+  refuse (W3C WebMention 3.2.1; webmention.rocks' receiver test 2); a 400 counts as alive;
 - the pingback server gets system.listMethods (the WordPress XML-RPC validator's probe), and
   only when that is a fault, a pingback.ping whose source is its target;
 - the site's home page is read the same way as the page.
 
-Nothing a check sends can create a mention. Each step is bounded by --timeout and the whole
-check by CHECK_TIMEOUT_FACTOR times it; findings.py turns what came back into the verdict.
+A receiver that verifies what it is sent makes no mention of these probes; one that does not
+may record one, and the report says so (the accepts_self_mention concern). Each step is
+bounded by --timeout and the whole check by CHECK_TIMEOUT_FACTOR times it; findings.py turns
+what came back into the verdict.
 """
 
 import asyncio
@@ -238,8 +240,9 @@ class _PingbackLinks(HTMLParser):
 
 def webmention_probe(endpoint: URL, reply: Reply, address: str, seconds: float) -> Probe:
     """What the endpoint's answer to the self-mention says about it."""
+    said = ""  # a 2xx is told in the endpoint's own terms (_accepted), not as a forward's
     try:
-        said = webmention.read_reply(reply, address, address)
+        webmention.read_reply(reply, address, address)
     except EndpointRefused as refusal:
         if refusal.outcome is Outcome.INVALID_ENDPOINT:  # an XML-RPC fault on a 2xx
             return Probe(WEBMENTION_PROBE, endpoint, PROBE_WEBMENTION, False,
@@ -251,7 +254,8 @@ def webmention_probe(endpoint: URL, reply: Reply, address: str, seconds: float) 
     if status in _REFUSALS or (400 <= status < 500 and status not in _DEAD_ENDPOINT_STATUSES):
         ok, detail = True, f"refused the self-mention, as it must: alive ({said})"
     elif accepted:
-        ok, detail = True, f"accepted the self-mention: alive, but it should refuse it ({said})"
+        ok, detail = True, (f"accepted the self-mention ({_accepted(reply)}): alive, but it "
+                            "should refuse it, and may have recorded it as a mention")
     elif status in _DEAD_ENDPOINT_STATUSES:
         ok, detail = False, _DEAD_ENDPOINT_STATUSES[status]
     elif 300 <= status < 400:
@@ -260,6 +264,16 @@ def webmention_probe(endpoint: URL, reply: Reply, address: str, seconds: float) 
         ok, detail = False, f"failed (HTTP {status} {reply.reason})".rstrip()
     return Probe(WEBMENTION_PROBE, endpoint, PROBE_WEBMENTION, ok, detail, seconds, status,
                  reply.content_type or None, accepted=accepted)
+
+
+def _accepted(reply: Reply) -> str:
+    """The endpoint's own answer, in its words: the probe was check's, not a forwarded ping."""
+    answer = f"HTTP {reply.status} {reply.reason}".rstrip()
+    location = reply.headers.get("Location")
+    try:
+        return f"{answer}, status at {reply.url.join(URL(location))}" if location else answer
+    except ValueError:
+        return answer
 
 
 def server_probe(server: URL, request: str, reply: Reply, seconds: float) -> Probe:

@@ -6,40 +6,32 @@ its own: the verdict answers one question, whether pingbacks to the page reach i
 WebMention endpoint, and the concerns list what some senders or tools will still trip on.
 """
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 
 from yarl import URL
 
+from pingproxy.concerns import CONCERN_CODES, Concern, concerns  # noqa: F401 (CONCERN_CODES)
 from pingproxy.discovery import Found
 from pingproxy.errors import fault_meaning
-from pingproxy.urls import DISCOVERY_FORM, pingback_tags, pingback_url
+from pingproxy.urls import pingback_tags, pingback_url
 
 WEBMENTION_PROBE, XMLRPC_PROBE = "webmention", "xmlrpc"
 PROBE_WEBMENTION = "POST source=target"
 PROBE_LIST = "system.listMethods"
 PROBE_PING = "pingback.ping(source=target)"
 PROBE_HELP = "system.methodHelp(pingback.ping)"
+# What check itself sent with each probe (never a pingback forwarded by a pingproxy).
+PROBE_SENT = {
+    PROBE_WEBMENTION: "a WebMention POST, source and target both this page",
+    PROBE_LIST: "an XML-RPC call, system.listMethods",
+    PROBE_PING: "a pingback, pingback.ping with source and target both this page",
+    PROBE_HELP: "an XML-RPC call, system.methodHelp(pingback.ping)",
+}
+# Whom each kind of probe went to.
+PROBE_RECEIVER = {WEBMENTION_PROBE: "the WebMention endpoint", XMLRPC_PROBE: "the pingback server"}
 # Stands for the pingproxy's address in a fix when the check does not know it.
 PROXY_PLACEHOLDER = "https://PROXY"
-# A character reference in an href, which WordPress sends on as written.
-_ENTITY = re.compile(r"&(#[0-9]+|#x[0-9a-f]+|[a-z]+);", re.IGNORECASE)
-
-# The concerns a report may list, by code (the JSON report's "code"; documented in the README).
-HEADER_ELEMENT_DISAGREE = "header_element_disagree"
-LENIENT_ONLY = "lenient_only"
-SEVERAL_SERVERS = "several_pingback_servers"
-SENDERS_DISAGREE = "senders_disagree"
-ENTITY_IN_HREF = "entity_in_href"
-RELATIVE_HREF = "relative_href"
-HOME_DIFFERS = "home_page_differs"
-HOME_UNREACHABLE = "home_page_unreachable"
-NO_WEBMENTION_ON_PAGE = "no_webmention_endpoint"
-ACCEPTS_SELF_MENTION = "accepts_self_mention"
-CONCERN_CODES = (HEADER_ELEMENT_DISAGREE, LENIENT_ONLY, SEVERAL_SERVERS, SENDERS_DISAGREE,
-                 ENTITY_IN_HREF, RELATIVE_HREF, HOME_DIFFERS, HOME_UNREACHABLE,
-                 NO_WEBMENTION_ON_PAGE, ACCEPTS_SELF_MENTION)
 
 
 class Status(str, Enum):
@@ -101,6 +93,11 @@ class Probe:
     def fault_meaning(self) -> str | None:
         return None if self.fault_code is None else fault_meaning(self.fault_code)
 
+    @property
+    def sent(self) -> str:
+        """What check sent, and to whom."""
+        return f"{PROBE_SENT[self.request]}, to {PROBE_RECEIVER[self.kind]} {self.url}"
+
 
 @dataclass(frozen=True, slots=True)
 class ProxyUse:
@@ -110,12 +107,6 @@ class ProxyUse:
     form: str  # urls.PATH_FORM, FORWARD_FORM or DISCOVERY_FORM
     endpoint: URL | None  # in discovery mode, the page's own endpoint (None: it has none)
     base: str  # the pingproxy's address, for a fix that keeps using it
-
-
-@dataclass(frozen=True, slots=True)
-class Concern:
-    code: str
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +141,15 @@ def conclude(page: PageView, home: PageView | None, proxy: ProxyUse | None,
                       f"Not checked: the page could not be fetched: {page.error}.",
                       page, home, None, probes, (), None, seconds)
     problem = _problem(page, proxy, probes)
-    concerns = (*_pingback_concerns(page), *_home_concerns(page, home),
-                *_probe_concerns(page, proxy, probes))
     if problem is not None:
         verdict = f"No: pingbacks to this page will not reach its WebMention endpoint: {problem}."
         fix = _fix(page, proxy, probes, proxy_base)
-        return Report(page.url, Status.BROKEN, verdict, page, home, proxy, probes, concerns, fix,
+        found = concerns(page, home, proxy, probes, fix.address)
+        return Report(page.url, Status.BROKEN, verdict, page, home, proxy, probes, found, fix,
                       seconds)
     server = page.pingback.url
+    # It works: what Pingback 1.0 senders find is the right URL, and every concern names it.
+    found = concerns(page, home, proxy, probes, str(server))
     if proxy is None:
         verdict = (f"Yes: pingbacks to this page reach the pingback server {server}, which "
                    "answers pingback.ping; it is not a pingproxy, so where they go from there "
@@ -165,7 +157,7 @@ def conclude(page: PageView, home: PageView | None, proxy: ProxyUse | None,
     else:
         verdict = (f"Yes: pingbacks to this page will reach its WebMention endpoint "
                    f"{proxy.endpoint}, through the pingproxy at {server}.")
-    return Report(page.url, Status.WORKS, verdict, page, home, proxy, probes, concerns, None,
+    return Report(page.url, Status.WORKS, verdict, page, home, proxy, probes, found, None,
                   seconds)
 
 
@@ -230,75 +222,3 @@ def _fix(page: PageView, proxy: ProxyUse | None, probes: tuple[Probe, ...],
     if base == PROXY_PLACEHOLDER:
         text += f" ({PROXY_PLACEHOLDER} stands for your pingproxy's address)"
     return Fix(text, address, link, header)
-
-
-def _pingback_concerns(page: PageView) -> list[Concern]:
-    """Where senders of different kinds find different things, or trip on the href."""
-    concerns = []
-    header, link, wordpress = page.pingback_header, page.pingback_link, page.wordpress_link
-    if header and link and header.written != link.written:
-        concerns.append(Concern(HEADER_ELEMENT_DISAGREE,
-                                f"The X-Pingback header names {header.written}, the <link> "
-                                f"element {link.written}: Pingback 1.0 senders take the header."))
-    if not header and not link and wordpress:
-        concerns.append(Concern(LENIENT_ONLY,
-                                f"Only a lenient reader (WordPress) finds {wordpress.written}: "
-                                'the element does not match Pingback 1.0\'s pattern <link '
-                                'rel="pingback" href="..."> (attributes in that order, double '
-                                "quotes, nothing between)."))
-    if len(set(page.pingback_hrefs)) > 1:
-        concerns.append(Concern(SEVERAL_SERVERS,
-                                f"The page has {len(set(page.pingback_hrefs))} different "
-                                "pingback links; a page should carry one."))
-    elif link and wordpress and link.url != wordpress.url and not header:
-        concerns.append(Concern(SENDERS_DISAGREE,
-                                f"Pingback 1.0 senders find {link.written}, WordPress "
-                                f"finds {wordpress.written}."))
-    # The header wins for every sender: what the element holds then misleads none of them.
-    if not header and wordpress and _ENTITY.search(wordpress.written):
-        concerns.append(Concern(ENTITY_IN_HREF,
-                                f"The href {wordpress.written} holds an entity such as &amp;: "
-                                "Pingback 1.0 senders decode it, but WordPress sends to the "
-                                "URL verbatim, entity and all. Percent-encode the endpoint "
-                                "in the path instead."))
-    relative = next((f for f in (link, wordpress) if f and f.url is None), None)
-    if not header and relative is not None:
-        concerns.append(Concern(RELATIVE_HREF,
-                                f"The href {relative.written!r} is not an absolute http(s) URL: "
-                                "senders take it verbatim and cannot use it."))
-    return concerns
-
-
-def _home_concerns(page: PageView, home: PageView | None) -> list[Concern]:
-    """Many senders read the post, some tools the home page: both should advertise alike."""
-    if home is None:
-        return []
-    if home.error is not None:
-        return [Concern(HOME_UNREACHABLE, f"The home page {home.url} could not be fetched: "
-                                          f"{home.error}.")]
-    concerns = []
-    for kind, here, there in (("a pingback server", page.pingback, home.pingback),
-                              ("a WebMention endpoint", page.webmention, home.webmention)):
-        if bool(here) != bool(there):
-            which, other = ("this page", "the home page") if here else ("the home page",
-                                                                        "this page")
-            concerns.append(Concern(HOME_DIFFERS,
-                                    f"Only {which} advertises {kind}, not {other} "
-                                    f"({home.url}): tools that look there find none."))
-    return concerns
-
-
-def _probe_concerns(page: PageView, proxy: ProxyUse | None,
-                    probes: tuple[Probe, ...]) -> list[Concern]:
-    concerns = []
-    if page.webmention is None and proxy is not None and proxy.form != DISCOVERY_FORM:
-        concerns.append(Concern(NO_WEBMENTION_ON_PAGE,
-                                "The page advertises no WebMention endpoint: pingbacks reach "
-                                f"{proxy.endpoint}, but WebMention senders find nothing."))
-    for probe in probes:
-        if probe.accepted:
-            concerns.append(Concern(ACCEPTS_SELF_MENTION,
-                                    f"{probe.url} accepted a mention whose source is its "
-                                    "target; a receiver must refuse it, and may be accepting "
-                                    "anything."))
-    return concerns

@@ -108,6 +108,10 @@ def host_matches(host: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
+# When lifting the address guard is safe, said with the flag that lifts it.
+_PRIVATE_IS_SAFE = "safe for a site on your own machine, or a sidecar next to its endpoint"
+
+
 @dataclass(frozen=True, slots=True)
 class DestinationPolicy:
     """The rules for every outbound URL and address."""
@@ -116,6 +120,9 @@ class DestinationPolicy:
     allowed_ports: frozenset[int] | None = None  # None: WEB_PORTS, or any with allow_private
     allowed_hosts: tuple[str, ...] = ()  # empty: any host
     blocked_networks: tuple = field(default=BLOCKED_NETWORKS, repr=False)
+    # Name the flag that lifts each refusal: the command line's user can pass it, while a
+    # stranger whose pingback is refused cannot, and a fault tells them no settings.
+    way_out: bool = False
 
     def check_url(self, url: URL) -> None:
         """Raise AccessDenied unless url may be requested (its resolved address aside)."""
@@ -127,11 +134,13 @@ class DestinationPolicy:
         if ports is None and not self.allow_private:
             ports = WEB_PORTS
         if ports is not None and url.port not in ports:
-            allowed = ", ".join(str(port) for port in sorted(ports))
-            raise AccessDenied(f"port {url.port} is not allowed (allowed: {allowed})")
+            raise AccessDenied(self._port_refusal(url, ports))
         host = url.host
         if self.allowed_hosts and not host_matches(host, self.allowed_hosts):
-            raise AccessDenied(f"{host} is not among this proxy's allowed endpoints")
+            raise AccessDenied(self._with_way_out(
+                f"{host} is not among this proxy's allowed endpoints",
+                f"add it to --allowed-endpoints (now {','.join(self.allowed_hosts)}) if you "
+                "trust it"))
         try:
             literal = ipaddress.ip_address(host)
         except ValueError:
@@ -150,7 +159,33 @@ class DestinationPolicy:
             return
         problem = address_problem(address, self.blocked_networks)
         if problem is not None:
-            raise AccessDenied(f"{subject} {problem}; only public addresses are forwarded to")
+            raise AccessDenied(self._with_way_out(
+                f"{subject} {problem}; only public addresses are forwarded to",
+                f"--allow-private allows it ({_PRIVATE_IS_SAFE})"))
+
+    def _port_refusal(self, url: URL, ports: frozenset[int]) -> str:
+        allowed = ", ".join(str(port) for port in sorted(ports))
+        refusal = f"port {url.port} is not allowed (allowed: {allowed})"
+        widened = ",".join(str(port) for port in sorted({*ports, url.port}))
+        if self.allowed_ports is None and self._private_host(url.host):
+            # --allowed-ports alone would only meet the private-address refusal next.
+            return self._with_way_out(
+                refusal, f"--allow-private allows any port on {url.host} ({_PRIVATE_IS_SAFE})")
+        return self._with_way_out(
+            refusal, f"--allowed-ports {widened} allows it (safe when you know what listens "
+                     "there)")
+
+    def _private_host(self, host: str) -> bool:
+        """Whether host is written as a private address, or is localhost."""
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            return address_problem(ipaddress.ip_address(host), self.blocked_networks) is not None
+        except ValueError:
+            return False
+
+    def _with_way_out(self, refusal: str, way_out: str) -> str:
+        return f"{refusal}; {way_out}" if self.way_out else refusal
 
 
 class GuardedResolver(AbstractResolver):

@@ -45,12 +45,14 @@ class Reply:
         return None
 
 
-def policy_for(settings: Settings) -> DestinationPolicy:
-    """The destination policy the settings describe."""
+def policy_for(settings: Settings, *, way_out: bool = False) -> DestinationPolicy:
+    """The destination policy the settings describe; way_out: refusals name the flag that
+    lifts them (for the command line's user, never in a fault to a stranger)."""
     return DestinationPolicy(
         allow_private=settings.allow_private,
         allowed_ports=settings.allowed_ports,
         allowed_hosts=settings.allowed_endpoints,
+        way_out=way_out,
     )
 
 
@@ -167,6 +169,13 @@ async def _read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int
     raise UpstreamError(f"the reply was larger than {max_bytes} bytes", upstream_status=status)
 
 
+def _host_and_port(url: URL) -> str:
+    """host:port as people write it, an IPv6 address in brackets: a receiver that is down is
+    often only on another port of the same host."""
+    host = f"[{url.host}]" if url.host and ":" in url.host else url.host
+    return f"{host}:{url.port}"
+
+
 def _describe(error: aiohttp.ClientError, url: URL) -> str:
     """A short, public account of a client error: what failed, never internal detail."""
     host = url.host
@@ -175,9 +184,9 @@ def _describe(error: aiohttp.ClientError, url: URL) -> str:
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return f"{host} could not be resolved"
     if isinstance(error, aiohttp.ClientConnectorError):
-        return f"could not connect to {host}"
+        return f"could not connect to {_host_and_port(url)}"
     if isinstance(error, aiohttp.ConnectionTimeoutError):
-        return f"could not connect to {host} in time"
+        return f"could not connect to {_host_and_port(url)} in time"
     if isinstance(error, aiohttp.ServerTimeoutError):
         return f"{host} did not answer in time"
     if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):

@@ -12,6 +12,11 @@ from pingproxy.ping import PingResult
 _SENDERS = (("webmention", "WebMention sender (W3C)"), ("pingback", "Pingback 1.0 sender"),
             ("wordpress", "Lenient sender (WordPress)"))
 _FORMS = {"path": "path form", "forward": "?forward= form", "discovery": "discovery mode"}
+# Where the check's promise is made, with the receivers it holds for (W3C WebMention 3.2.1
+# requires refusing a source equal to its target; not every receiver checks).
+PROBES_TITLE = ("Probes this check sent (a mention or ping in them names the page as its own "
+                "source and target, which a receiver that verifies the source refuses: it "
+                "makes no mention of it):")
 
 
 def check_json(report: Report) -> dict:
@@ -36,6 +41,7 @@ def check_json(report: Report) -> dict:
             "kind": probe.kind,
             "url": str(probe.url),
             "request": probe.request,
+            "sent": probe.sent,
             "ok": probe.ok,
             "http_status": probe.http_status,
             "content_type": probe.content_type,
@@ -44,7 +50,8 @@ def check_json(report: Report) -> dict:
             "detail": probe.detail,
             "seconds": round(probe.seconds, 3),
         } for probe in report.probes],
-        "concerns": [{"code": c.code, "text": c.text} for c in report.concerns],
+        "concerns": [{"code": c.code, "text": c.text,
+                      "fix": {"text": c.fix, "lines": list(c.lines)}} for c in report.concerns],
         "fix": None if report.fix is None else {
             "text": report.fix.text,
             "address": report.fix.address,
@@ -88,11 +95,13 @@ def check_text(document: dict) -> str:
     if proxy is not None:
         lines.append(f"pingproxy: {_FORMS[proxy['form']]}, {_forwards(proxy)}")
     if document["probes"]:
-        lines.append("Probes (harmless: none can create a mention):")
+        lines.append(PROBES_TITLE)
         lines += [f"  {_probe_line(probe)}" for probe in document["probes"]]
     if document["concerns"]:
         lines.append("Concerns:")
-        lines += [f"  - {concern['text']}" for concern in document["concerns"]]
+        for concern in document["concerns"]:
+            lines += [f"  - {concern['text']}", f"    Fix: {concern['fix']['text']}"]
+            lines += [f"      {line}" for line in concern["fix"]["lines"]]
     fix = document["fix"]
     if fix is not None:
         lines.append(f"Fix: {fix['text']}")
@@ -129,7 +138,6 @@ def _forwards(proxy: dict) -> str:
 
 
 def _probe_line(probe: dict) -> str:
-    what = "WebMention endpoint" if probe["kind"] == "webmention" else "Pingback server"
     came = []
     if probe["http_status"] is not None:
         came.append(f"HTTP {probe['http_status']}")
@@ -138,7 +146,7 @@ def _probe_line(probe: dict) -> str:
     if probe["fault_code"] is not None:
         came.append(f"fault {probe['fault_code']} ({probe['fault_meaning']})")
     came.append(f"{probe['seconds'] * 1000:.0f} ms")
-    return f"{what} {probe['url']}: {probe['request']} -> {', '.join(came)}: {probe['detail']}"
+    return f"Sent {probe['sent']} -> {', '.join(came)}: {probe['detail']}"
 
 
 def ping_json(result: PingResult) -> dict:

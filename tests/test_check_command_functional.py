@@ -58,8 +58,9 @@ async def test_a_working_set_up_exits_0_and_ends_in_yes(good_site, endpoint, sit
                                 f"endpoint {endpoint.url()}")
     assert f"  WebMention sender (W3C):    {endpoint.url()} (<link rel=\"webmention\"> " \
            "element)" in lines
-    assert any(line.startswith(f"  WebMention endpoint {endpoint.url()}: POST source=target "
-                               "-> HTTP 400, application/json, ") for line in lines)
+    assert any(line.startswith("  Sent a WebMention POST, source and target both this page, "
+                               f"to the WebMention endpoint {endpoint.url()} -> HTTP 400, "
+                               "application/json, ") for line in lines)
     assert_no_mention(endpoint, site)
 
 
@@ -115,8 +116,10 @@ REPORT_KEYS = {"url", "status", "works", "verdict", "page", "home", "pingproxy",
 PAGE_KEYS = {"url", "final_url", "http_status", "content_type", "redirects", "error",
              "webmention", "pingback", "wordpress"}
 FOUND_KEYS = {"url", "written", "step"}
-PROBE_KEYS = {"kind", "url", "request", "ok", "http_status", "content_type", "fault_code",
-              "fault_meaning", "detail", "seconds"}
+PROBE_KEYS = {"kind", "url", "request", "sent", "ok", "http_status", "content_type",
+              "fault_code", "fault_meaning", "detail", "seconds"}
+CONCERN_KEYS = {"code", "text", "fix"}
+CONCERN_FIX_KEYS = {"text", "lines"}
 
 
 async def test_json_has_the_documented_shape(good_site, proxy, endpoint):
@@ -144,7 +147,8 @@ async def test_json_of_a_broken_set_up_has_concerns_and_a_fix(endpoint, site):
 
     document = json.loads(out)
     assert code == 1 and document["status"] == "broken"
-    assert {"code", "text"} == set(document["concerns"][0])
+    assert all(set(c) == CONCERN_KEYS and set(c["fix"]) == CONCERN_FIX_KEYS
+               for c in document["concerns"])
     assert set(document["fix"]) == {"text", "address", "link", "header"}
 
 
@@ -158,6 +162,46 @@ async def test_a_terminal_shows_progress_on_stderr(good_site):
 
     assert code == 0 and out.splitlines()[-1].startswith("Yes:")
     assert b"checking" in shown and b"steps" in shown
+
+
+async def test_a_receiver_that_accepts_the_probe_is_told_as_check_sent_it_and_stays_a_concern(
+        proxy, endpoint, site):
+    page = a_site(site, html(webmention_link(endpoint.url()),
+                             pingback_link(f"{base_of(proxy)}/{endpoint.url()}")))
+
+    code, out, _ = await run("check", "--allow-private", page)
+
+    assert code == 0
+    lines = out.splitlines()
+    assert ("  Sent a WebMention POST, source and target both this page, to the WebMention "
+            f"endpoint {endpoint.url()} -> HTTP 202") in "\n".join(lines)
+    assert (f"accepted the self-mention (HTTP 202 Accepted, status at "
+            f"{endpoint.url('/status/42')}): alive, but it should refuse it, and may have "
+            "recorded it as a mention") in out
+    assert "forwarded as a WebMention" not in out
+    assert any("a receiver that verifies the source refuses" in line for line in lines)
+    assert "    Fix: No line of the page mends this: have the receiver refuse a source equal " \
+           "to its target" in out
+    assert_no_mention(endpoint, site)
+
+
+async def test_each_concern_ends_with_the_line_to_write_in_text_and_json(proxy, endpoint, site):
+    endpoint.reply(400, json=SELF_MENTION_REFUSAL)
+    address = f"{base_of(proxy)}/{endpoint.url()}"
+    page = a_site(site, html(webmention_link(endpoint.url()),
+                             pingback_link(f"{base_of(proxy)}/{endpoint.url('/old')}")),
+                  headers=[("X-Pingback", address)])
+
+    code, out, _ = await run("check", "--allow-private", page)
+    json_code, json_out, _ = await run("check", "--allow-private", "--json", page)
+
+    assert code == json_code == 0
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  - The X-Pingback header"))
+    assert lines[at + 1:at + 3] == ["    Fix: Change the <link> element to this, or remove it:",
+                                    f'      <link rel="pingback" href="{address}">']
+    [concern] = json.loads(json_out)["concerns"]
+    assert concern["fix"]["lines"] == [f'<link rel="pingback" href="{address}">']
 
 
 @pytest.fixture

@@ -117,9 +117,186 @@ def test_a_bad_setting_stops_start_up_with_exit_2_and_one_line():
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "pingproxy: PINGPROXY_TIMEOUT: invalid value 'abc': "
-        "could not convert string to float: 'abc'"
+        "pingproxy: PINGPROXY_TIMEOUT: invalid value 'abc': expected a number greater than 0"
     ]
+
+
+def run_with(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return run(list(args), env={**os.environ, **environ})
+
+
+@pytest.mark.parametrize(("environ", "line"), [
+    ({"PORT": "abc"}, "pingproxy: PORT: invalid value 'abc': expected a port number, 1 to 65535"),
+    ({"PINGPROXY_MAX_BODY": "64k"},
+     "pingproxy: PINGPROXY_MAX_BODY: invalid value '64k': expected a whole number of 1 or more"),
+])
+def test_a_numeric_setting_in_words_says_what_is_expected(environ, line):
+    result = run_with(environ)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [line]
+
+
+# Each list setting, a command that takes it, and what one of its items is called.
+LIST_SETTINGS = [("--allowed-endpoints", "PINGPROXY_ALLOWED_ENDPOINTS", "serve", "host"),
+                 ("--allowed-ports", "PINGPROXY_ALLOWED_PORTS", "serve", "port"),
+                 ("--send-token", "PINGPROXY_SEND_TOKEN", "serve", "token"),
+                 ("--send-allowed-sources", "PINGPROXY_SEND_ALLOWED_SOURCES", "serve", "host"),
+                 ("--allowed-ports", "PINGPROXY_ALLOWED_PORTS", "send", "port"),
+                 ("--allowed-endpoints", "PINGPROXY_ALLOWED_ENDPOINTS", "check", "host")]
+
+
+@pytest.mark.parametrize("text", ["", ",", " , ,,"])
+@pytest.mark.parametrize(("flag", "variable", "command", "noun"), LIST_SETTINGS)
+def test_a_list_variable_that_names_nothing_stops_the_command_with_one_line(
+        flag, variable, command, noun, text, unused_tcp_port):
+    result = run_with({variable: text, "PINGPROXY_PORT": str(unused_tcp_port)}, command,
+                      *(["https://example.com/post"] if command != "serve" else []))
+
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"pingproxy: {variable}: ")
+    assert f"names no {noun}: name at least one, or leave it unset for the default" in line
+
+
+@pytest.mark.parametrize(("flag", "variable", "command", "noun"), LIST_SETTINGS)
+def test_a_list_flag_that_names_nothing_stops_the_command_with_one_line(
+        flag, variable, command, noun, unused_tcp_port):
+    result = run([command, f"{flag}=,", "--port" if command == "serve" else "https://x.example/",
+                  *([str(unused_tcp_port)] if command == "serve" else [])])
+
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"pingproxy: {flag}: ") and f" names no {noun}: " in line
+
+
+SECRET = "a-token-nobody-may-ever-read-42"
+
+
+def test_a_bad_token_is_named_in_the_start_up_error_and_never_shown():
+    result = run_with({"PINGPROXY_SEND_TOKEN": f"{SECRET},short"})
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "pingproxy: PINGPROXY_SEND_TOKEN: invalid value (not shown: it is a secret): each token "
+        "must have at least 16 characters"]
+    assert SECRET not in result.stderr + result.stdout and "short" not in result.stderr
+
+
+def test_a_bad_token_flag_is_named_and_never_shown():
+    result = run(["--send-token", "short-secret"])
+
+    assert result.returncode == 2
+    assert "--send-token: invalid value (not shown: it is a secret)" in result.stderr
+    assert "short-secret" not in result.stderr
+
+
+def test_an_unknown_command_is_named_with_the_commands_and_the_nearest():
+    result = run(["chek", "https://example.com/post"])
+
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "pingproxy: unknown command 'chek' (commands: serve, check, ping, send); did you mean "
+        "'check'?"]
+
+
+def test_an_unknown_command_far_from_any_says_the_commands_only():
+    result = run(["frobnicate"])
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "pingproxy: unknown command 'frobnicate' (commands: serve, check, ping, send)"]
+
+
+@pytest.mark.parametrize("command", ["serve", "check", "ping", "send"])
+def test_an_unknown_flag_of_a_subcommand_prints_that_subcommands_usage(command):
+    result = run([command, "--bogus", *(["https://a.example/"] * (command != "serve")),
+                  *(["https://b.example/"] * (command == "ping"))])
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"usage: pingproxy {command} ")
+    assert result.stderr.splitlines()[-1] == (
+        f"pingproxy {command}: error: unrecognized arguments: --bogus")
+
+
+def test_also_before_the_source_says_to_put_the_source_first_or_use_a_double_dash():
+    result = run(["send", "--also", "https://a.example/old", "https://blog.example/post"])
+
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: pingproxy send ")
+    assert result.stderr.splitlines()[-1] == (
+        "pingproxy send: error: the following arguments are required: SOURCE_URL (--also takes "
+        "every value after it: put SOURCE_URL first, or end the list with --)")
+
+
+def test_a_missing_source_without_also_gets_no_hint_about_also():
+    result = run(["send", "--dry-run"])
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "pingproxy send: error: the following arguments are required: SOURCE_URL")
+
+
+def test_a_double_dash_ends_the_also_list():
+    result = run(["send", "--also", "https://a.example/old", "--", "http://127.0.0.1:9/post"])
+
+    assert result.returncode == 2  # parsed: the source is then refused by the address guard
+    assert "pingproxy: the source could not be fetched: port 9 is not allowed" in result.stderr
+
+
+PORT_REFUSAL = ("port 4001 is not allowed (allowed: 80, 443, 8080, 8443); --allow-private "
+                "allows any port on 127.0.0.1 (safe for a site on your own machine, or a "
+                "sidecar next to its endpoint)")
+LOOPBACK_REFUSAL = ("127.0.0.1 is a loopback address; only public addresses are forwarded to; "
+                    "--allow-private allows it (safe for a site on your own machine, or a "
+                    "sidecar next to its endpoint)")
+
+
+@pytest.mark.parametrize(("args", "output", "refusal"), [
+    (["check", "http://127.0.0.1:4001/post"], "stdout", PORT_REFUSAL),
+    (["ping", "https://blog.example/post", "http://127.0.0.1:4001/post"], "stdout",
+     PORT_REFUSAL),
+    (["send", "http://127.0.0.1:4001/post"], "stderr", PORT_REFUSAL),
+    (["check", "--allowed-ports", "4001", "http://127.0.0.1:4001/post"], "stdout",
+     LOOPBACK_REFUSAL),
+    (["ping", "--allowed-ports", "4001", "https://blog.example/post",
+      "http://127.0.0.1:4001/post"], "stdout", LOOPBACK_REFUSAL),
+    (["send", "--allowed-ports", "4001", "http://127.0.0.1:4001/post"], "stderr",
+     LOOPBACK_REFUSAL),
+], ids=["check-port", "ping-port", "send-port", "check-loopback", "ping-loopback",
+        "send-loopback"])
+def test_a_refusal_on_your_own_machine_names_allow_private_and_when_it_is_safe(args, output,
+                                                                                refusal):
+    result = run(args)
+
+    assert result.returncode == 2
+    assert refusal in getattr(result, output)
+
+
+def test_a_port_refusal_on_a_public_host_names_allowed_ports_with_the_whole_list():
+    result = run(["check", "https://example.com:4001/post"])
+
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[-1] == (
+        "Not checked: the page could not be fetched: port 4001 is not allowed (allowed: 80, "
+        "443, 8080, 8443); --allowed-ports 80,443,4001,8080,8443 allows it (safe when you know "
+        "what listens there).")
+
+
+def test_a_host_outside_the_allowlist_names_allowed_endpoints():
+    result = run(["check", "--allowed-endpoints", "example.org", "https://example.com/post"])
+
+    assert result.returncode == 2
+    assert ("example.com is not among this proxy's allowed endpoints; add it to "
+            "--allowed-endpoints (now example.org) if you trust it") in result.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "send"])
+def test_a_receiver_that_is_down_is_named_by_host_and_port(command, unused_tcp_port):
+    result = run([command, "--allow-private", f"http://127.0.0.1:{unused_tcp_port}/post"])
+
+    assert result.returncode == 2
+    assert f"could not connect to 127.0.0.1:{unused_tcp_port}" in result.stdout + result.stderr
 
 
 ROOT = Path(__file__).parent.parent

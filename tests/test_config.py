@@ -144,3 +144,146 @@ def test_check_and_ping_take_the_outbound_settings_only():
     assert settings.public_url == "https://p.example"
     with pytest.raises(SystemExit):
         load(["--port", "9000"], {}, "ping")
+
+
+def _is_list_setting(option) -> bool:
+    kind = str(next(f.type for f in dataclasses.fields(Settings) if f.name == option.name))
+    return "tuple" in kind or "frozenset" in kind
+
+
+LIST_OPTIONS = [option for option in OPTIONS if _is_list_setting(option)]
+
+
+def test_every_list_setting_is_found_by_its_type():
+    assert {option.name for option in LIST_OPTIONS} >= {
+        "allowed_endpoints", "allowed_ports", "send_tokens", "send_allowed_sources"}
+
+
+def _command_of(option) -> str:
+    return "serve" if "serve" in option.commands else sorted(option.commands)[0]
+
+
+@pytest.mark.parametrize("text", [",", ",,,", " ", " , , ", ""])
+@pytest.mark.parametrize("option", LIST_OPTIONS, ids=lambda option: option.flag)
+def test_a_list_setting_that_names_nothing_is_refused_from_the_variable(option, text):
+    variable = option.environment[0]
+
+    with pytest.raises(ConfigError) as caught:
+        load([], {variable: text}, _command_of(option))
+
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ") and "\n" not in message
+    assert "names no " in message and "leave it unset for the default" in message
+
+
+@pytest.mark.parametrize("text", [",", ",,,", " ", ""])
+@pytest.mark.parametrize("option", LIST_OPTIONS, ids=lambda option: option.flag)
+def test_a_list_setting_that_names_nothing_is_refused_from_the_flag(option, text):
+    with pytest.raises(ConfigError) as caught:
+        load([f"{option.flag}={text}"], {}, _command_of(option))
+
+    assert str(caught.value).startswith(f"{option.flag}: ")
+    assert "names no " in str(caught.value)
+
+
+@pytest.mark.parametrize(("variable", "message"), [
+    ("PINGPROXY_ALLOWED_ENDPOINTS", "PINGPROXY_ALLOWED_ENDPOINTS: ',' names no host: name at "
+                                    "least one, or leave it unset for the default (any public "
+                                    "host)"),
+    ("PINGPROXY_ALLOWED_PORTS", "PINGPROXY_ALLOWED_PORTS: ',' names no port: name at least "
+                                "one, or leave it unset for the default (80,443,8080,8443; any "
+                                "with --allow-private)"),
+    ("PINGPROXY_SEND_ALLOWED_SOURCES", "PINGPROXY_SEND_ALLOWED_SOURCES: ',' names no host: name "
+                                       "at least one, or leave it unset for the default (any "
+                                       "host)"),
+    ("PINGPROXY_SEND_TOKEN", "PINGPROXY_SEND_TOKEN: (not shown: it is a secret) names no token: "
+                             "name at least one, or leave it unset for the default (none: "
+                             "/api/send answers 404)"),
+])
+def test_an_empty_list_says_what_is_wrong_and_the_default(variable, message):
+    with pytest.raises(ConfigError) as caught:
+        load([], {variable: ","})
+
+    assert str(caught.value) == message
+
+
+def test_unset_list_settings_keep_their_documented_defaults():
+    settings = load([], {})
+
+    assert settings.allowed_endpoints == () and settings.allowed_ports is None
+    assert settings.send_tokens == () and settings.send_allowed_sources == ()
+
+
+def test_empty_items_between_real_ones_are_dropped():
+    settings = load([], {"PINGPROXY_ALLOWED_ENDPOINTS": "example.com,,", "PINGPROXY_ALLOWED_PORTS":
+                         " 443 ,", "PINGPROXY_SEND_ALLOWED_SOURCES": ",blog.example"})
+
+    assert settings.allowed_endpoints == ("example.com",)
+    assert settings.allowed_ports == frozenset({443})
+    assert settings.send_allowed_sources == ("blog.example",)
+
+
+SECRET_TOKEN = "s3cret-token-value-nobody-may-see"
+
+
+@pytest.mark.parametrize("text", [f"{SECRET_TOKEN},short", f"tiny-{SECRET_TOKEN[:5]}"])
+def test_a_bad_token_is_named_and_never_shown(text):
+    with pytest.raises(ConfigError) as caught:
+        load([], {"PINGPROXY_SEND_TOKEN": text})
+
+    message = str(caught.value)
+    assert message.startswith("PINGPROXY_SEND_TOKEN: invalid value (not shown: it is a secret)")
+    assert "at least 16 characters" in message
+    assert SECRET_TOKEN[:5] not in message and "short" not in message
+
+
+def test_every_secret_setting_is_left_out_of_the_settings_repr():
+    settings = load([], {"PINGPROXY_SEND_TOKEN": SECRET_TOKEN})
+
+    assert settings.send_tokens == (SECRET_TOKEN,)
+    assert SECRET_TOKEN not in repr(settings) and SECRET_TOKEN not in str(settings)
+    for option in OPTIONS:
+        if option.secret:
+            assert f"{option.name}=" not in repr(settings)
+    assert "port=8080" in repr(settings)
+
+
+def test_the_send_token_is_marked_secret():
+    assert [option.name for option in OPTIONS if option.secret] == ["send_tokens"]
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"PORT": "abc"}, "PORT: invalid value 'abc': expected a port number, 1 to 65535"),
+    ({"PINGPROXY_PORT": "0"}, "PINGPROXY_PORT: invalid value '0': expected a port number, 1 to "
+                              "65535"),
+    ({"PINGPROXY_MAX_BODY": "1.5"}, "PINGPROXY_MAX_BODY: invalid value '1.5': expected a whole "
+                                    "number of 1 or more"),
+    ({"PINGPROXY_TIMEOUT": "abc"}, "PINGPROXY_TIMEOUT: invalid value 'abc': expected a number "
+                                   "greater than 0"),
+    ({"PINGPROXY_DISCOVERY_CACHE_SECONDS": "soon"},
+     "PINGPROXY_DISCOVERY_CACHE_SECONDS: invalid value 'soon': expected a number of 0 or more"),
+    ({"PINGPROXY_MAX_PER_ENDPOINT_HOST": "-1"},
+     "PINGPROXY_MAX_PER_ENDPOINT_HOST: invalid value '-1': expected a whole number of 0 or more"),
+    ({"PINGPROXY_ALLOWED_PORTS": "80,http"},
+     "PINGPROXY_ALLOWED_PORTS: invalid value '80,http': 'http' is not a port number, 1 to 65535"),
+])
+def test_a_numeric_setting_says_what_it_expects(environ, message):
+    with pytest.raises(ConfigError) as caught:
+        load([], environ)
+
+    assert str(caught.value) == message
+
+
+NUMERIC_OPTIONS = [option for option in OPTIONS
+                   if isinstance(getattr(Settings(), option.name), int | float)
+                   and not isinstance(getattr(Settings(), option.name), bool)]
+
+
+@pytest.mark.parametrize("option", NUMERIC_OPTIONS, ids=lambda option: option.flag)
+def test_no_numeric_setting_answers_in_pythons_words(option):
+    with pytest.raises(ConfigError) as caught:
+        load([], {option.environment[0]: "abc"}, _command_of(option))
+
+    message = str(caught.value)
+    assert "invalid literal" not in message and "could not convert" not in message
+    assert "expected a " in message

@@ -9,6 +9,7 @@ mention: every request the fakes recorded names the same URL as source and targe
 import dataclasses
 import ipaddress
 import xmlrpc.client
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -18,6 +19,7 @@ from pingproxy import diagnose, outbound, report
 from pingproxy.netguard import BLOCKED_NETWORKS, DestinationPolicy
 from tests.conftest import TEST_SETTINGS
 
+README = (Path(__file__).parent.parent / "README.md").read_text()
 SELF_MENTION_REFUSAL = {"error": "invalid_request",
                         "error_description": "source and target are the same"}
 
@@ -120,6 +122,9 @@ async def test_header_and_element_that_disagree_are_a_concern(proxy, receiver, s
     assert document["status"] == "works"  # the header wins, and it is right
     assert document["page"]["pingback"]["step"] == "X-Pingback header"
     assert [c["code"] for c in document["concerns"]] == ["header_element_disagree"]
+    assert document["concerns"][0]["fix"] == {
+        "text": "Change the <link> element to this, or remove it:",
+        "lines": [f'<link rel="pingback" href="{address}">']}
     assert_no_mention(receiver, site)
 
 
@@ -356,7 +361,11 @@ async def test_an_entity_in_the_href_is_a_concern(receiver, site):
     assert document["status"] == "works"  # a server that is not a pingproxy, and answers
     assert document["page"]["pingback"]["url"] == site.url("/xmlrpc.php") + "?blog=1&lang=en"
     assert document["page"]["wordpress"]["written"].endswith("?blog=1&amp;lang=en")
-    assert "entity_in_href" in [c["code"] for c in document["concerns"]]
+    [entity] = [c for c in document["concerns"] if c["code"] == "entity_in_href"]
+    assert entity["fix"] == {
+        "text": "Advertise it in the header instead, where no entity is needed, and remove "
+                "the element:",
+        "lines": [f"X-Pingback: {site.url('/xmlrpc.php')}?blog=1&lang=en"]}
     assert "not a pingproxy" in document["verdict"]
 
 
@@ -369,6 +378,9 @@ async def test_two_different_pingback_servers_are_a_concern(proxy, receiver, sit
 
     assert document["status"] == "works"
     assert [c["code"] for c in document["concerns"]] == ["several_pingback_servers"]
+    assert document["concerns"][0]["fix"] == {
+        "text": f"Keep this one and remove the others ({second}):",
+        "lines": [f'<link rel="pingback" href="{first}">']}
 
 
 async def test_a_real_pingback_server_answers_the_listing_only(receiver, site, pingback_server):
@@ -391,6 +403,13 @@ async def test_an_endpoint_that_accepts_a_self_mention_is_a_concern(proxy, endpo
 
     assert document["status"] == "works"
     assert [c["code"] for c in document["concerns"]] == ["accepts_self_mention"]
+    [probe] = [p for p in document["probes"] if p["kind"] == "webmention"]
+    assert probe["sent"] == ("a WebMention POST, source and target both this page, to the "
+                             f"WebMention endpoint {endpoint.url()}")
+    assert probe["detail"] == ("accepted the self-mention (HTTP 202 Accepted, status at "
+                               f"{endpoint.url('/status/42')}): alive, but it should refuse it, "
+                               "and may have recorded it as a mention")
+    assert "forwarded" not in str(document)
     assert_no_mention(endpoint, site)
 
 
@@ -404,3 +423,36 @@ async def test_every_step_is_bounded_and_so_is_the_whole_check(proxy, receiver, 
 
     assert document["status"] == "broken"
     assert "did not answer within 1 s" in document["verdict"]
+
+
+async def test_the_check_page_shows_each_concern_with_its_fix_and_line(proxy, receiver, site):
+    address = f"{base_of(proxy)}/{receiver.url()}"
+    page = a_site(site, html(webmention_link(receiver.url()),
+                             pingback_link(f"{base_of(proxy)}/{receiver.url('/old')}")),
+                  headers=[("X-Pingback", address)])
+
+    response = await proxy.get("/check", params={"url": page})
+
+    text = await response.text()
+    assert response.status == 200
+    assert '<p class="concern-fix">Change the &lt;link&gt; element to this, or remove it:</p>' \
+        in text
+    assert (f'<pre id="concern-1-1" tabindex="0" aria-label="the line to write"><code>'
+            f'&lt;link rel=&#34;pingback&#34; href=&#34;{address}&#34;&gt;</code></pre>') in text
+    assert "sent a WebMention POST, source and target both this page, to the WebMention " \
+           f"endpoint {receiver.url()}" in text
+    assert "harmlessly" not in text
+
+
+async def test_the_readme_shows_the_check_log_line_as_it_is_written(proxy, receiver, site,
+                                                                    caplog):
+    page = a_site(site, html(webmention_link(receiver.url()),
+                             pingback_link(f"{base_of(proxy)}/{receiver.url()}")))
+    caplog.set_level("INFO", logger="pingproxy.check")
+
+    await proxy.get("/check", params={"url": page})
+
+    [record] = [r for r in caplog.records if r.name == "pingproxy.check"]
+    start = f"{record.name} {record.getMessage().partition(' client=')[0]} client="
+    assert start == "pingproxy.check check status=works client="
+    assert f"(`{start}..." in " ".join(README.split())

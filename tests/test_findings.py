@@ -3,7 +3,7 @@
 import pytest
 from yarl import URL
 
-from pingproxy import findings
+from pingproxy import concerns, findings
 from pingproxy.discovery import STEP_PINGBACK_HEADER, STEP_PINGBACK_LINK, STEP_WORDPRESS, Found
 from pingproxy.findings import PageView, Probe, ProxyUse, Status, conclude
 from pingproxy.urls import http_url
@@ -48,18 +48,18 @@ def concerns_of(view: PageView, home: PageView | None = None) -> list[str]:
 @pytest.mark.parametrize(("view", "codes"), [
     (linked(), []),
     (page(header=str(SERVER), link=OTHER, wordpress=OTHER, hrefs=(OTHER,)),
-     [findings.HEADER_ELEMENT_DISAGREE]),
-    (page(wordpress=str(SERVER), hrefs=(str(SERVER),)), [findings.LENIENT_ONLY]),
+     [concerns.HEADER_ELEMENT_DISAGREE]),
+    (page(wordpress=str(SERVER), hrefs=(str(SERVER),)), [concerns.LENIENT_ONLY]),
     (page(link=str(SERVER), wordpress=str(SERVER), hrefs=(str(SERVER), OTHER)),
-     [findings.SEVERAL_SERVERS]),
+     [concerns.SEVERAL_SERVERS]),
     (page(link=str(SERVER), wordpress=OTHER, hrefs=(str(SERVER),)),
-     [findings.SENDERS_DISAGREE]),
+     [concerns.SENDERS_DISAGREE]),
     (page(link=f"{SERVER}?a=1&b=2", wordpress=f"{SERVER}?a=1&amp;b=2",
-          hrefs=(f"{SERVER}?a=1&b=2",)), [findings.SENDERS_DISAGREE, findings.ENTITY_IN_HREF]),
+          hrefs=(f"{SERVER}?a=1&b=2",)), [concerns.SENDERS_DISAGREE, concerns.ENTITY_IN_HREF]),
     (page(header=str(SERVER), wordpress=str(SERVER), link=str(SERVER) + "&amp;x",
-          hrefs=(str(SERVER),)), [findings.HEADER_ELEMENT_DISAGREE]),
+          hrefs=(str(SERVER),)), [concerns.HEADER_ELEMENT_DISAGREE]),
     (page(header=str(SERVER), link="/xmlrpc.php", wordpress="/xmlrpc.php",
-          hrefs=("/xmlrpc.php",)), [findings.HEADER_ELEMENT_DISAGREE]),
+          hrefs=("/xmlrpc.php",)), [concerns.HEADER_ELEMENT_DISAGREE]),
 ], ids=["agreeing", "header-wins", "lenient-only", "several", "readers-differ", "entity",
         "entity-behind-a-header", "relative-behind-a-header"])
 def test_each_disagreement_is_one_concern(view, codes):
@@ -69,13 +69,13 @@ def test_each_disagreement_is_one_concern(view, codes):
 def test_a_home_page_that_advertises_nothing_is_two_concerns():
     home = PageView(URL("https://example.com/"), http_status=200)
 
-    assert concerns_of(linked(), home) == [findings.HOME_DIFFERS, findings.HOME_DIFFERS]
+    assert concerns_of(linked(), home) == [concerns.HOME_DIFFERS, concerns.HOME_DIFFERS]
 
 
 def test_a_home_page_that_cannot_be_fetched_is_a_concern():
     home = PageView(URL("https://example.com/"), error="it answered HTTP 500")
 
-    assert concerns_of(linked(), home) == [findings.HOME_UNREACHABLE]
+    assert concerns_of(linked(), home) == [concerns.HOME_UNREACHABLE]
 
 
 def test_a_page_that_could_not_be_fetched_has_no_verdict_beyond_that():
@@ -142,3 +142,97 @@ def test_no_tag_is_offered_when_the_endpoint_itself_is_down():
     assert report.fix.link is None
     assert report.fix.text == (f"Make the WebMention endpoint {OWN} answer first: it is not "
                                "there (HTTP 404).")
+
+
+def link_tag(address: str) -> str:
+    return f'<link rel="pingback" href="{address}">'
+
+
+QUERY_ENDPOINT = "https://example.com/webmention?key=1&site=2"
+QUERY_PROXY = ProxyUse(URL(f"https://proxy.example/webmention?forward={QUERY_ENDPOINT}"),
+                       "forward", URL(QUERY_ENDPOINT), "https://proxy.example")
+ENCODED = "https://proxy.example/https%3A%2F%2Fexample.com%2Fwebmention%3Fkey%3D1%26site%3D2"
+
+
+@pytest.mark.parametrize(("view", "proxy", "fix", "lines"), [
+    (page(header=str(SERVER), link=OTHER, wordpress=OTHER, hrefs=(OTHER,)), PROXY,
+     "Change the <link> element to this, or remove it:", (link_tag(str(SERVER)),)),
+    (page(wordpress=str(SERVER), hrefs=(str(SERVER),)), PROXY,
+     "Write the element exactly so:", (link_tag(str(SERVER)),)),
+    (page(link=str(SERVER), wordpress=str(SERVER), hrefs=(str(SERVER), OTHER)), PROXY,
+     f"Keep this one and remove the others ({OTHER}):", (link_tag(str(SERVER)),)),
+    (page(link=str(SERVER), wordpress=OTHER, hrefs=(str(SERVER),)), PROXY,
+     "Write one element that every sender reads alike:", (link_tag(str(SERVER)),)),
+    (page(link=f"https://proxy.example/webmention?forward={QUERY_ENDPOINT}",
+          wordpress="https://proxy.example/webmention?forward=https://example.com/webmention"
+                    "?key=1&amp;site=2", hrefs=(QUERY_ENDPOINT,)), QUERY_PROXY,
+     "Percent-encode the endpoint in the path, so the href holds no entity:",
+     (link_tag(ENCODED),)),
+], ids=["header-wins", "lenient-only", "several", "readers-differ", "entity"])
+def test_each_pingback_concern_ends_with_the_line_to_write(view, proxy, fix, lines):
+    report = conclude(view, None, proxy, ALIVE, proxy_base=None, seconds=0.1)
+
+    assert (report.concerns[-1].fix, report.concerns[-1].lines) == (fix, lines)
+
+
+def test_when_the_header_is_wrong_the_fix_changes_the_header_to_the_fixs_url():
+    view = page(header=OTHER, link=str(SERVER), wordpress=str(SERVER), hrefs=(str(SERVER),))
+    broken = (ALIVE[0], Probe(findings.XMLRPC_PROBE, URL(OTHER), findings.PROBE_LIST, False,
+                              "is not there (HTTP 404)", 0.01, 404))
+
+    report = conclude(view, None, None, broken, proxy_base="https://proxy.example", seconds=0.1)
+
+    [concern] = report.concerns
+    assert report.fix.address == str(SERVER)
+    assert (concern.fix, concern.lines) == ("Change the header to this:",
+                                            (f"X-Pingback: {SERVER}",))
+
+
+def test_a_relative_href_is_fixed_with_the_absolute_url():
+    view = page(link="/xmlrpc.php", wordpress="/xmlrpc.php", hrefs=("/xmlrpc.php",))
+
+    report = conclude(view, None, None, ALIVE, proxy_base=None, seconds=0.1)
+
+    relative = next(c for c in report.concerns if c.code == concerns.RELATIVE_HREF)
+    assert relative.lines == (link_tag(f"{findings.PROXY_PLACEHOLDER}/{OWN}"),)
+
+
+def test_a_home_page_without_tags_is_told_the_tags_to_add():
+    home = PageView(URL("https://example.com/"), http_status=200)
+
+    report = conclude(linked(), home, PROXY, ALIVE, proxy_base=None, seconds=0.1)
+
+    assert [(c.fix, c.lines) for c in report.concerns] == [
+        ("Add to the home page:", (link_tag(str(SERVER)),)),
+        ("Add to the home page:", (f'<link rel="webmention" href="{OWN}">',))]
+
+
+def test_a_home_page_that_cannot_be_fetched_is_told_to_answer_with_the_pages_tags():
+    home = PageView(URL("https://example.com/"), error="it answered HTTP 500")
+
+    [concern] = conclude(linked(), home, PROXY, ALIVE, proxy_base=None, seconds=0.1).concerns
+
+    assert concern.fix == "Make it answer HTTP 200 with the same tags as this page:"
+    assert concern.lines == (f'<link rel="webmention" href="{OWN}">', link_tag(str(SERVER)))
+
+
+def test_a_page_without_a_webmention_endpoint_is_told_the_link_to_add():
+    view = page(link=str(SERVER), wordpress=str(SERVER), hrefs=(str(SERVER),),
+                webmention=False)
+
+    [concern] = conclude(view, None, PROXY, ALIVE, proxy_base=None, seconds=0.1).concerns
+
+    assert concern.code == concerns.NO_WEBMENTION_ON_PAGE
+    assert concern.lines == (f'<link rel="webmention" href="{OWN}">',)
+
+
+def test_an_accepted_probe_stays_a_concern_that_says_a_mention_may_be_recorded():
+    accepted = (Probe(findings.WEBMENTION_PROBE, OWN, findings.PROBE_WEBMENTION, True,
+                      "accepted", 0.01, 202, accepted=True), ALIVE[1])
+
+    [concern] = conclude(linked(), None, PROXY, accepted, proxy_base=None, seconds=0.1).concerns
+
+    assert concern.code == concerns.ACCEPTS_SELF_MENTION
+    assert "may have recorded this check as a mention" in concern.text
+    assert concern.fix.startswith("No line of the page mends this") and concern.lines == ()
+

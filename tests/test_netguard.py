@@ -1,6 +1,7 @@
 """The destination policy, without a network."""
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 from yarl import URL
@@ -112,3 +113,33 @@ def test_hosts_outside_the_allowlist_are_refused():
     with pytest.raises(AccessDenied) as caught:
         policy.check_url(URL("https://webmention.io/wm"))
     assert "allowed endpoints" in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:4001/", "http://127.0.0.1/",
+                                 "https://example.com:4001/", "https://example.org/"])
+def test_the_servers_refusals_name_no_flag_for_a_stranger_to_read(url):
+    with pytest.raises(AccessDenied) as caught:
+        DestinationPolicy(allowed_hosts=("example.com",)).check_url(URL(url))
+
+    assert "--" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("policy", "url", "way_out"), [
+    (DestinationPolicy(), "http://127.0.0.1:4001/", "--allow-private allows any port on "
+                                                    "127.0.0.1"),
+    (DestinationPolicy(), "http://localhost:4001/", "--allow-private allows any port on "
+                                                    "localhost"),
+    (DestinationPolicy(allowed_ports=frozenset({4001})), "http://10.0.0.1:4001/",
+     "--allow-private allows it"),
+    (DestinationPolicy(), "https://example.com:4001/",
+     "--allowed-ports 80,443,4001,8080,8443 allows it"),
+    (DestinationPolicy(allowed_ports=frozenset({443})), "http://127.0.0.1:4001/",
+     "--allowed-ports 443,4001 allows it"),
+    (DestinationPolicy(allowed_hosts=("example.org",)), "https://example.com/",
+     "add it to --allowed-endpoints (now example.org)"),
+])
+def test_the_commands_refusals_name_the_flag_that_lifts_them(policy, url, way_out):
+    with pytest.raises(AccessDenied) as caught:
+        replace(policy, way_out=True).check_url(URL(url))
+
+    assert way_out in str(caught.value)

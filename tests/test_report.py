@@ -1,13 +1,14 @@
 """Reports as text and JSON, without a network."""
 
 import json
+from pathlib import Path
 
 from yarl import URL
 
 from pingproxy import findings, ping, report
 from pingproxy.discovery import STEP_PINGBACK_HEADER, Found
 from pingproxy.findings import Probe, conclude
-from tests.test_findings import ALIVE, OWN, PROXY, SERVER, linked, page
+from tests.test_findings import ALIVE, OTHER, OWN, PROXY, SERVER, linked, page
 
 
 def test_the_text_ends_in_the_verdict_with_the_fix_just_before():
@@ -38,9 +39,46 @@ def test_a_probe_line_shows_status_type_fault_meaning_and_time():
     document = report.check_json(conclude(linked(), None, None, (ALIVE[0], probe),
                                           proxy_base=None, seconds=0.2))
 
-    assert (f"  Pingback server {SERVER}: pingback.ping(source=target) -> HTTP 200, text/xml, "
-            "fault 33 (the target URI cannot be used as a target), 12 ms: refused it"
-            ) in report.check_text(document)
+    assert ("  Sent a pingback, pingback.ping with source and target both this page, to the "
+            f"pingback server {SERVER} -> HTTP 200, text/xml, fault 33 (the target URI cannot "
+            "be used as a target), 12 ms: refused it") in report.check_text(document)
+
+
+def test_each_probe_is_labelled_by_what_check_sent_and_to_whom():
+    document = report.check_json(conclude(linked(), None, PROXY, ALIVE, proxy_base=None,
+                                          seconds=0.2))
+
+    assert [probe["sent"] for probe in document["probes"]] == [
+        f"a WebMention POST, source and target both this page, to the WebMention endpoint {OWN}",
+        f"an XML-RPC call, system.listMethods, to the pingback server {SERVER}"]
+    text = report.check_text(document)
+    assert f"  Sent a WebMention POST, source and target both this page, to the WebMention " \
+           f"endpoint {OWN} -> " in text
+    assert "forwarded" not in text
+
+
+def test_the_promise_of_the_probes_says_it_holds_for_receivers_that_verify_the_source():
+    document = report.check_json(conclude(linked(), None, PROXY, ALIVE, proxy_base=None,
+                                          seconds=0.2))
+
+    assert report.PROBES_TITLE in report.check_text(document).splitlines()
+    assert "a receiver that verifies the source refuses" in report.PROBES_TITLE
+    assert "harmless" not in report.check_text(document).lower()
+
+
+def test_each_concern_ends_with_its_fix_and_the_exact_line_in_text_and_json():
+    view = page(header=str(SERVER), link=OTHER, wordpress=OTHER,
+                hrefs=(OTHER,))
+    document = report.check_json(conclude(view, None, PROXY, ALIVE, proxy_base=None,
+                                          seconds=0.2))
+
+    [concern] = document["concerns"]
+    assert concern["fix"] == {"text": "Change the <link> element to this, or remove it:",
+                              "lines": [f'<link rel="pingback" href="{SERVER}">']}
+    lines = report.check_text(document).splitlines()
+    at = lines.index(f"  - {concern['text']}")
+    assert lines[at + 1:at + 3] == ["    Fix: Change the <link> element to this, or remove it:",
+                                    f'      <link rel="pingback" href="{SERVER}">']
 
 
 def test_the_json_is_plain_json():
@@ -69,3 +107,10 @@ def test_ping_text_for_success_already_registered_and_failure():
         "Fault 48 (the pingback has already been registered): seen it",
         "Already registered: the pingback was delivered before."]
     assert failed.splitlines()[1] == "Not delivered: the pingback server answered HTTP 403"
+
+
+def test_the_readmes_check_example_uses_the_words_check_prints():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+
+    assert f"\n{report.PROBES_TITLE}\n" in readme
+    assert "\n    Fix: Change the <link> element to this, or remove it:\n" in readme
