@@ -242,7 +242,7 @@ def _redis_url(text: str) -> str | None:
         return None
     if URL(text.strip()).scheme not in REDIS_SCHEMES:
         raise ValueError(f"must be a Redis URL: {', '.join(s + '://...' for s in REDIS_SCHEMES)}")
-    if importlib.util.find_spec("limits") is None or importlib.util.find_spec("redis") is None:
+    if any(importlib.util.find_spec(name) is None for name in ("limits", "redis", "hiredis")):
         raise ValueError("shared limits need the redis extra: pip install 'pingproxy[redis]'")
     return text.strip()
 
@@ -442,7 +442,7 @@ OPTIONS = (
            "Redis that every instance counts its limits in (rates, /api/send's interval, "
            "slots per endpoint host, checks running), as redis://[:PASSWORD@]HOST:PORT/DB; "
            "needs pingproxy[redis]; prefer the environment: ps shows flags", ("REDIS_URL",),
-           default_text="none: limits per process"),
+           default_text="none: limits per process", secret=True),
     Option("redis_prefix", "--redis-prefix", "PREFIX", _key_prefix,
            "prefix of every key pingproxy writes in Redis, so one Redis serves several "
            "deployments"),

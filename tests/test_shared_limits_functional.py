@@ -160,13 +160,14 @@ async def test_a_check_running_at_one_instance_counts_against_the_cap_at_the_oth
     assert (await other.get("/check", params={"url": slow}, headers=json_only)).status == 200
 
 
-def test_a_redis_url_of_another_scheme_stops_start_up_with_one_line():
+def test_a_redis_url_of_another_scheme_stops_start_up_with_one_line_hiding_it():
     done = subprocess.run([sys.executable, "-m", "pingproxy", "--port", "1"],
-                          env={**os.environ, "REDIS_URL": "http://cache.internal/"},
+                          env={**os.environ, "REDIS_URL": "http://:s3cret@cache.internal/"},
                           capture_output=True, text=True, timeout=30)
 
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "REDIS_URL" in done.stderr
+    assert "s3cret" not in done.stderr
 
 
 async def test_redis_stopped_and_started_mid_run_loses_no_pingback(
