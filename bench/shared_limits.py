@@ -57,6 +57,7 @@ def wait_for_redis(url: str) -> None:
 
 def measure(bench: "Bench", endpoint: Server, concurrency: int) -> list[dict]:
     """Scenario 5's rows: each (limits, store) at one concurrency."""
+    # bench.run imports this module, so its names are taken here, when it runs.
     from bench.run import PINGPROXY_SUCCESS, XML_CONTENT_TYPE, Subject, ping_body, pingproxy_path
 
     redis_server, url = start_redis(bench.work)
