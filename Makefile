@@ -8,6 +8,8 @@ CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 CADDY := /usr/bin/caddy
 PIPX := /usr/bin/pipx
+# The shared-limits tests and bench start Debian's redis-server (never skipped).
+REDIS_SERVER := /usr/bin/redis-server
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && \
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
@@ -17,12 +19,12 @@ APT_INSTALL := $(SUDO) apt-get update -qq && \
 run: $(VENV)/.installed
 	$(BIN)/pingproxy $(ARGS)
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(CADDY) $(PIPX)
+test: $(VENV)/.installed-test $(CHROMIUM) $(NGINX) $(CADDY) $(PIPX) $(REDIS_SERVER)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ARGS=--quick for a smoke run in under a minute; results in BENCHMARKS.md and bench/results.json.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench $(REDIS_SERVER)
 	$(BIN)/python -m bench.run $(ARGS)
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.hostile_heads $(ARGS)
@@ -54,6 +56,9 @@ $(CADDY):
 
 $(PIPX):
 	$(APT_INSTALL) pipx
+
+$(REDIS_SERVER):
+	$(APT_INSTALL) redis-server
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import psutil
 
-from bench import report
+from bench import report, shared_limits
 from bench.processes import (
     REPOSITORY_DIRECTORY,
     Server,
@@ -62,6 +62,7 @@ class Plan:
     concurrency_levels: tuple[int, ...] = (1, 16, 128)
     junk_concurrency: int = 16
     discovery_concurrency: int = 16
+    shared_limits_concurrency: int = 16
 
 
 FULL = Plan(warmup_seconds=2.0, duration_seconds=5.0, repeats=3, startup_repeats=3)
@@ -374,6 +375,8 @@ def run(plan: Plan, work: Path) -> dict:
         results["throughput"] = bench.throughput(endpoint)
         results["junk"] = bench.junk(endpoint)
         results["discovery"] = bench.discovery(endpoint)
+        results["shared_limits"] = shared_limits.measure(bench, endpoint,
+                                                         plan.shared_limits_concurrency)
     finally:
         bench.stop(endpoint)
     results["slow_endpoint"] = bench.slow_endpoint()

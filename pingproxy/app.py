@@ -20,6 +20,7 @@ from aiohttp_remotes import ForwardedRelaxed, XForwardedRelaxed
 from pingproxy import diagnose, inbound, outbound, pages, pingback, report
 from pingproxy.config import Settings
 from pingproxy.errors import Outcome, PingproxyError, RequestError, Throttled
+from pingproxy.limits import Limits, limits_for
 from pingproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pingproxy.metrics import Metrics
 from pingproxy.netguard import DestinationPolicy
@@ -40,6 +41,7 @@ SEND_GATE = web.AppKey("send_gate", SendGate)
 CLIENT_SESSION = web.AppKey("client_session", aiohttp.ClientSession)
 POLICY = web.AppKey("policy", DestinationPolicy)
 CHECK_GATE = web.AppKey("check_gate", diagnose.CheckGate)
+LIMITS = web.AppKey("limits", Limits)
 
 # --trust-forwarded: which front-proxy headers name the client, the scheme and the host. Only
 # the values the nearest proxy added count (aiohttp-remotes' "relaxed" readers, one hop).
@@ -63,8 +65,10 @@ def create_app(settings: Settings) -> web.Application:
     pages.setup(app)
     app[SETTINGS] = settings
     app[METRICS] = Metrics(multiprocess_dir=settings.metrics_dir if settings.workers > 1 else None)
-    app[SEND_GATE] = SendGate(settings)
+    app[LIMITS] = _limits(settings, app[METRICS])
+    app[SEND_GATE] = SendGate(settings, app[LIMITS])
     app.on_startup.append(inbound.quiet_accept_failures)
+    app.on_cleanup.append(_close_limits)
     app.cleanup_ctx.append(_relay_context)
     app.router.add_get("/healthz", healthz)
     if settings.metrics:
@@ -75,7 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/webmention", ping_forward, expect_handler=_expect_body)
     app.router.add_post("/api/send", api_send)
     if settings.max_checks:
-        app[CHECK_GATE] = diagnose.CheckGate(settings)
+        app[CHECK_GATE] = diagnose.CheckGate(settings, app[LIMITS])
     app.router.add_get("/check", check_page)
     app.router.add_get("/{endpoint:.+}", endpoint_page)
     app.router.add_post("/{endpoint:.+}", ping_path, expect_handler=_expect_body)
@@ -88,15 +92,35 @@ async def _relay_context(app: web.Application) -> AsyncIterator[None]:
     policy = outbound.policy_for(settings)
     async with outbound.open_session(settings, policy) as session:
         app[CLIENT_SESSION], app[POLICY] = session, policy  # checks share them
-        app[RELAY] = Relay(settings, session, policy, app[METRICS])
+        app[RELAY] = Relay(settings, session, policy, app[METRICS], limits=app[LIMITS])
         app[SENDER] = Sender(session, policy, settings)
         yield
         await app[RELAY].drain(settings.forward_timeout_seconds)
 
 
+def _limits(settings: Settings, metrics: Metrics) -> Limits:
+    """Where this application counts its limits: chosen once, here."""
+    limits = limits_for(settings, on_fallback=metrics.count_shared_fallback,
+                        on_switch=metrics.count_shared_switch)
+    if settings.redis_url is not None:
+        logger.info("limits are counted in Redis at %s, keys under %s", limits.location,
+                    settings.redis_prefix)
+    return limits
+
+
+async def _close_limits(app: web.Application) -> None:
+    await app[LIMITS].close()
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """For platform health checks: answers without touching any upstream."""
-    return web.Response(text="ok")
+    """For platform health checks: answers without touching any upstream; "degraded", still
+    200, while shared limits are counted in memory for want of Redis (a router must not drain
+    every instance because Redis blinked)."""
+    limits = request.app[LIMITS]
+    if limits.degraded:
+        await limits.probe()
+    return web.Response(text="degraded: Redis does not answer; limits counted per process"
+                        if limits.degraded else "ok")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -79,6 +79,8 @@ class Settings:
     trust_forwarded: str = "off"
     check_rate_limit: Rate | None = Rate(6, 60)
     max_checks: int = 4
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_prefix: str = "pingproxy:"
 
     def __repr__(self) -> str:
         """Every setting but the secrets, so that no log or traceback ever shows one."""
@@ -234,6 +236,24 @@ def _public_url(text: str) -> str | None:
     return url.rstrip("/") if url else None
 
 
+def _redis_url(text: str) -> str | None:
+    """A Redis URL (redis://, rediss:// or unix://), usable only with the redis extra."""
+    if not text.strip():
+        return None
+    if URL(text.strip()).scheme not in REDIS_SCHEMES:
+        raise ValueError(f"must be a Redis URL: {', '.join(s + '://...' for s in REDIS_SCHEMES)}")
+    if any(importlib.util.find_spec(name) is None for name in ("limits", "redis", "hiredis")):
+        raise ValueError("shared limits need the redis extra: pip install 'pingproxy[redis]'")
+    return text.strip()
+
+
+def _key_prefix(text: str) -> str:
+    if not 1 <= len(text) <= MAX_KEY_PREFIX_CHARACTERS or not text.isprintable() or " " in text:
+        raise ValueError(f"must be 1 to {MAX_KEY_PREFIX_CHARACTERS} printable characters, "
+                         "without spaces")
+    return text
+
+
 def _identifier(text: str) -> str:
     if not text or not text.replace("-", "").replace("_", "").isalnum():
         raise ValueError("must be letters, digits, '-' or '_'")
@@ -248,6 +268,8 @@ SEND = frozenset({"send"})
 SEND_AND_SERVE = SEND | SERVE
 # A bearer token shorter than this could be guessed.
 MIN_TOKEN_CHARACTERS = 16
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+MAX_KEY_PREFIX_CHARACTERS = 64
 # The subcommands that check a set-up: each step bounded like a forward.
 CHECK = frozenset({"check", "ping"})
 # The subcommands that fetch pages and call endpoints, under the same guard and bounds.
@@ -416,6 +438,14 @@ OPTIONS = (
     Option("max_checks", "--max-checks", "N", _non_negative(int),
            "checks running at once at /check; beyond it, HTTP 503 with Retry-After; 0 turns "
            "/check off"),
+    Option("redis_url", "--redis-url", "URL", _redis_url,
+           "Redis that every instance counts its limits in (rates, /api/send's interval, "
+           "slots per endpoint host, checks running), as redis://[:PASSWORD@]HOST:PORT/DB; "
+           "needs pingproxy[redis]; prefer the environment: ps shows flags", ("REDIS_URL",),
+           default_text="none: limits per process", secret=True),
+    Option("redis_prefix", "--redis-prefix", "PREFIX", _key_prefix,
+           "prefix of every key pingproxy writes in Redis, so one Redis serves several "
+           "deployments"),
 )
 
 

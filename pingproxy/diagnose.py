@@ -43,7 +43,7 @@ from pingproxy.findings import (
     Report,
     conclude,
 )
-from pingproxy.limits import RateLimiter, client_key
+from pingproxy.limits import HostBusy, Limits, client_key
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
 from pingproxy.urls import DISCOVERY_FORM, http_url, named_endpoint
@@ -332,30 +332,28 @@ class CheckGate:
 
     RETRY_AFTER_SECONDS = 5
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limits: Limits) -> None:
         rate = settings.check_rate_limit
-        self._clients = RateLimiter(rate) if rate is not None else None
-        self._max_running = settings.max_checks
-        self.running = 0
+        self._clients = limits.rate("check", rate) if rate is not None else None
+        # The cap counts every instance's checks (with --redis-url): one check slot, held at
+        # most as long as a check may run.
+        self._running = limits.slots(
+            "check", settings.max_checks,
+            hold_seconds=settings.forward_timeout_seconds * CHECK_TIMEOUT_FACTOR)
 
     @asynccontextmanager
     async def admitted(self, client: str | None) -> AsyncIterator[None]:
         """Run one check for client; Throttled (429 or 503) when it may not run now."""
-        await self._admit(client)
-        self.running += 1
-        try:
-            yield
-        finally:
-            self.running -= 1
-
-    async def _admit(self, client: str | None) -> None:
         if self._clients is not None and not await self._clients.admit(client_key(client)):
             seconds = self._clients.retry_after_seconds
             raise Throttled(Outcome.CLIENT_RATE_LIMITED,
                             f"too many checks from your address; retry after {seconds} s",
                             retry_after_seconds=seconds)
-        if self.running >= self._max_running:
+        try:
+            async with self._running.slot("running", wait_seconds=0):
+                yield
+        except HostBusy:
             raise Throttled(Outcome.OVER_CAPACITY,
                             "too many checks are running; retry after "
                             f"{self.RETRY_AFTER_SECONDS} s",
-                            retry_after_seconds=self.RETRY_AFTER_SECONDS)
+                            retry_after_seconds=self.RETRY_AFTER_SECONDS) from None

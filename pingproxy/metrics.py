@@ -53,6 +53,18 @@ class Metrics:
             "Endpoint discovery cache look-ups: hit, miss (fetched the target), or joined "
             "(waited for another pingback's fetch).",
             ["result"], registry=registry)
+        self.shared_limit_fallbacks = Counter(
+            "pingproxy_shared_limits_fallbacks",
+            "Limit decisions made in process memory because Redis did not answer in time.",
+            registry=registry)
+        self.shared_limit_switches = Counter(
+            "pingproxy_shared_limits_switches",
+            "Changes of where limits are counted: to memory (Redis failed), to Redis (it "
+            "answers again).", ["to"], registry=registry)
+        self.shared_limits_degraded = Gauge(
+            "pingproxy_shared_limits_degraded",
+            "1 while limits meant for Redis are counted in process memory.",
+            multiprocess_mode="livemax", registry=registry)
 
         # Each labelled child is looked up once, then kept: labels() costs three times more
         # than the counting itself, on every pingback.
@@ -72,6 +84,15 @@ class Metrics:
     def count_discovery_lookup(self, result: str) -> None:
         """Record a discovery cache look-up: "hit", "miss" or "joined"."""
         self._child(self.discovery_lookups, result).inc()
+
+    def count_shared_fallback(self) -> None:
+        """Record one limit decided in memory for want of Redis."""
+        self.shared_limit_fallbacks.inc()
+
+    def count_shared_switch(self, degraded: bool) -> None:
+        """Record limits moving to memory (degraded) or back to Redis."""
+        self._child(self.shared_limit_switches, "memory" if degraded else "redis").inc()
+        self.shared_limits_degraded.set(1 if degraded else 0)
 
     def count_rejected(self, outcome: Outcome) -> None:
         """Record a request that was refused before it became a pingback."""

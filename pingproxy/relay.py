@@ -30,7 +30,7 @@ from pingproxy.errors import (
     Throttled,
     UpstreamError,
 )
-from pingproxy.limits import HostBusy, HostSlots, RateLimiter, client_key
+from pingproxy.limits import HostBusy, Limits, MemoryLimits, client_key
 from pingproxy.metrics import Metrics
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
@@ -62,7 +62,8 @@ class Relay:
     """Carries pingbacks to WebMention endpoints for one application."""
 
     def __init__(self, settings: Settings, session: aiohttp.ClientSession,
-                 policy: DestinationPolicy, metrics: Metrics) -> None:
+                 policy: DestinationPolicy, metrics: Metrics, *,
+                 limits: Limits | None = None) -> None:
         self._settings = settings
         self._session = session
         self._policy = policy
@@ -71,13 +72,18 @@ class Relay:
         self._via_name = f"pingproxy-{settings.instance_id}"
         self._via_entry = f"1.1 {self._via_name}"
         self._lines = logs.LineQueue(logger)
-        # Opt-in limits for public instances; None when off, so they cost nothing then.
+        # Opt-in limits for public instances; None when off, so they cost nothing then (not
+        # even a Redis call). A slot is held within the forward's timeout, so that is as long
+        # as a crashed instance's slot can stay counted.
+        limits = limits or MemoryLimits()
         self._client_limits = (
-            RateLimiter(settings.rate_limit, burst=settings.rate_limit_burst)
+            limits.rate("relay", settings.rate_limit, burst=settings.rate_limit_burst)
             if settings.rate_limit else None
         )
         self._endpoint_slots = (
-            HostSlots(settings.max_per_endpoint_host) if settings.max_per_endpoint_host else None
+            limits.slots("endpoint", settings.max_per_endpoint_host,
+                         hold_seconds=settings.forward_timeout_seconds)
+            if settings.max_per_endpoint_host else None
         )
         self._endpoints = EndpointCache(
             self._examine,

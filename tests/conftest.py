@@ -5,9 +5,14 @@ import dataclasses
 import fcntl
 import os
 import pty
+import shutil
+import socket
 import struct
+import subprocess
 import termios
 import threading
+import time
+import uuid
 import xmlrpc.client
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from pingproxy.app import RELAY, create_app
+from pingproxy.app import LIMITS, RELAY, create_app
 from pingproxy.config import Settings
 from tests.send_web import Host, start_host
 
@@ -303,3 +308,91 @@ def read_terminal(controller: int) -> bytes:
         chunks.append(chunk)
     os.close(controller)
     return b"".join(chunks)
+
+
+# A redis-server must answer PING within this long of its start.
+REDIS_START_SECONDS = 10.0
+
+
+class RedisServer:
+    """Debian's redis-server on a free loopback port: no persistence, nothing on disk, stopped
+    (and started again on the same port) as a test asks. Never skipped: `make test` installs
+    it when missing."""
+
+    def __init__(self) -> None:
+        self.executable = shutil.which("redis-server")
+        assert self.executable, "redis-server is missing: `make test` installs it (Debian)"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", "/tmp", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + REDIS_START_SECONDS
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "redis-server exited at start"
+            if self.command("PING") == "+PONG":
+                return self
+            time.sleep(0.02)
+        raise AssertionError(f"redis-server did not answer in {REDIS_START_SECONDS} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def command(self, *words: str) -> str | None:
+        """One inline command's first reply line, or None when nothing answers."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                connection.sendall(" ".join(words).encode() + b"\r\n")
+                return connection.makefile("rb").readline().decode().strip()
+        except OSError:
+            return None
+
+    def keys(self, pattern: str) -> list[str]:
+        """The keys matching pattern (a test's own prefix)."""
+        import redis
+
+        with redis.Redis(port=self.port, decode_responses=True) as client:
+            return sorted(client.keys(pattern))
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One redis-server for the session; each test keeps to its own key prefix."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server():
+    """A redis-server of the test's own, which it may stop and start again."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def make_shared_proxy(make_proxy, redis_server, redis_prefix):
+    """Start a proxy counting its limits in the session's Redis, under the test's prefix."""
+
+    async def make(**changes) -> TestClient:
+        proxy = await make_proxy(redis_url=redis_server.url, redis_prefix=redis_prefix,
+                                 **changes)
+        assert not proxy.app[LIMITS].degraded
+        return proxy
+
+    return make

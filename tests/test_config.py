@@ -248,8 +248,8 @@ def test_every_secret_setting_is_left_out_of_the_settings_repr():
     assert "port=8080" in repr(settings)
 
 
-def test_the_send_token_is_marked_secret():
-    assert [option.name for option in OPTIONS if option.secret] == ["send_tokens"]
+def test_the_send_token_and_the_redis_url_are_marked_secret():
+    assert [option.name for option in OPTIONS if option.secret] == ["send_tokens", "redis_url"]
 
 
 @pytest.mark.parametrize(("environ", "message"), [

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from pingproxy.limits import HostBusy, HostSlots, Rate, RateLimiter, client_key
+from pingproxy.limits import HostBusy, HostSlots, Intervals, Rate, RateLimiter, client_key
 
 
 @pytest.mark.parametrize(("address", "key"), [
@@ -94,3 +94,34 @@ def test_a_rate_is_a_count_per_unit(text, rate):
 def test_anything_else_is_not_a_rate(text):
     with pytest.raises(ValueError):
         Rate.parse(text)
+
+
+async def test_a_full_host_with_no_wait_is_busy_at_once():
+    slots = HostSlots(1)
+    async with slots.slot("busy.example", wait_seconds=0):
+        with pytest.raises(HostBusy):
+            async with slots.slot("busy.example", wait_seconds=0):
+                pytest.fail("no slot should have been free")
+    async with slots.slot("busy.example", wait_seconds=0):
+        assert slots.holders("busy.example") == 1
+
+
+async def test_a_key_is_claimed_once_per_interval_unless_forced():
+    now = [1000.0]
+    intervals = Intervals(300, clock=lambda: now[0])
+
+    assert await intervals.claim("a") is None
+    now[0] += 100
+    assert await intervals.claim("a") == 200
+    assert await intervals.claim("a", force=True) is None
+    now[0] += 300
+    assert await intervals.claim("a") is None
+
+
+async def test_the_keys_an_interval_remembers_are_bounded():
+    intervals = Intervals(300, max_keys=2)
+    for key in ("a", "b", "c"):
+        assert await intervals.claim(key) is None
+
+    assert await intervals.claim("a") is None  # forgotten
+    assert await intervals.claim("c") is not None

@@ -6,16 +6,14 @@ unless a token is configured and the request carries one as a bearer token (comp
 constant time); each token has its own rate; sources may be limited to some hosts; and a
 source is sent at most once per interval unless the hook says force=1, so a hook that fires
 on every build does not spray the same mentions. A feed's URL is a source like any other:
-its interval is the feed's, and its entries are on its own site. All of it is in memory,
-bounded.
+its interval is the feed's, and its entries are on its own site. The token rates and the
+interval are kept where the application's limits are (limits.Limits): in memory, bounded, or
+in Redis, so that a hook retried on another instance is refused as on the first.
 """
 
 import hashlib
 import hmac
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from multidict import MultiMapping
@@ -23,14 +21,12 @@ from yarl import URL
 
 from pingproxy import feeds
 from pingproxy.config import Settings
-from pingproxy.limits import RateLimiter
+from pingproxy.limits import Limits, MemoryLimits
 from pingproxy.links import normalised
 from pingproxy.netguard import host_matches
 from pingproxy.send.post import DEFAULT_ENTRIES, SendRequest
 from pingproxy.urls import http_url
 
-# Sources remembered for the interval, least recently sent forgotten first.
-MAX_REMEMBERED_SOURCES = 10_000
 _YES = frozenset({"1", "true", "yes", "on"})
 
 
@@ -48,14 +44,13 @@ class GateRefusal(Exception):
 class SendGate:
     """The rules of POST /api/send for one server."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: Settings, limits: Limits | None = None) -> None:
+        limits = limits or MemoryLimits()
         self._tokens = tuple(_digest(token) for token in settings.send_tokens)
         self._allowed_sources = settings.send_allowed_sources
         self._max_entries = settings.send_max_entries
-        self._interval_seconds = settings.send_source_interval_seconds
-        self._rate = RateLimiter(settings.send_rate_limit)
-        self._clock = clock
-        self._sent: OrderedDict[str, float] = OrderedDict()
+        self._rate = limits.rate("send", settings.send_rate_limit)
+        self._sent = limits.intervals("sent", settings.send_source_interval_seconds)
 
     def token(self, authorization: str | None) -> int | None:
         """Which configured token the Authorization header carries (RFC 6750 section 2.1),
@@ -86,7 +81,7 @@ class SendGate:
         entries, since = self._entries(form), self._since(form)
         dry_run = _text(form, "dry_run").lower() in _YES
         if not dry_run:
-            self._claim(source, force=_text(form, "force").lower() in _YES)
+            await self._claim(source, force=_text(form, "force").lower() in _YES)
         also = tuple(value for value in form.getall("also", ()) if isinstance(value, str))
         return SendRequest(source, also=also, dry_run=dry_run, entries=entries, since=since)
 
@@ -110,19 +105,14 @@ class SendGate:
         except ValueError as error:
             raise GateRefusal(400, "invalid_since", f"since: {error}") from None
 
-    def _claim(self, source: URL, *, force: bool) -> None:
+    async def _claim(self, source: URL, *, force: bool) -> None:
         """Note the source as sent now, unless it was sent within the interval."""
-        key, now = str(normalised(source)), self._clock()
-        last = self._sent.get(key)
-        if last is not None and not force and now - last < self._interval_seconds:
-            wait = math.ceil(self._interval_seconds - (now - last))
+        left = await self._sent.claim(str(normalised(source)), force=force)
+        if left is not None:
+            ago, wait = self._sent.interval_seconds - left, math.ceil(left)
             raise GateRefusal(429, "sent_recently",
-                              f"this source was sent {now - last:.0f} s ago; send it again in "
+                              f"this source was sent {ago:.0f} s ago; send it again in "
                               f"{wait} s, or now with force=1", retry_after_seconds=wait)
-        self._sent[key] = now
-        self._sent.move_to_end(key)
-        if len(self._sent) > MAX_REMEMBERED_SOURCES:
-            self._sent.popitem(last=False)
 
 
 def _digest(token: str) -> bytes:
