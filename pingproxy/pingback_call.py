@@ -3,16 +3,17 @@
 Nearly every request is ``pingback.ping`` with two strings. The stdlib's Unmarshaller, the
 grammar check on top of it and the Call built from its stack cost twice what this reader
 does: it follows that one shape through a table of expat events, and keeps the
-Unmarshaller's reading exactly: an element's text is what arrived since the last start
-tag, the text of a ``<value>`` without a type is its string, the text of ``<string>`` is the
-value, and attributes and text anywhere else are ignored. The caller configures the expat parser, with the
-same refusals of DTDs, entities and external references as for every call (pingback.py),
-so nothing it reads is ever expanded or fetched.
+Unmarshaller's reading exactly: an element's text is what arrived since the last start tag,
+the text of a ``<value>`` without a type is its string, the text of ``<string>`` is the
+value, and attributes and text anywhere else are ignored. The caller configures the expat
+parser, with the same refusals of DTDs, entities and external references as for every call
+(pingback.py), so nothing it reads is ever expanded or fetched.
 
 Anything else (another method, another type, a third param, a prefix, any element out of
-place) stops this reader at that element and the caller reads the body with the stdlib: every fault comes from that one path, so the same input always gets the same
-fault. XML that is not well formed stops expat here exactly where it stops it there, since
-nothing before that point left the shape: its ExpatError is passed on as it is.
+place) stops this reader at that element and the caller reads the body with the stdlib:
+every fault comes from that one path, so the same input always gets the same fault. XML that
+is not well formed stops expat here exactly where it stops it there, since nothing before
+that point left the shape: its ExpatError is passed on as it is.
 """
 
 from collections.abc import Callable
