@@ -214,3 +214,12 @@ def test_call_body_is_what_the_stdlib_reads():
 
     assert xmlrpc.client.loads(body) == (("http://a.example/?x=1&y=2", "http://b/"),
                                          "pingback.ping")
+
+
+@pytest.mark.parametrize("text", ["ok", "a & b < c > d \"e\" 'f'", "é\U0001F600", "x\x00\x1by",
+                                  "]]>", "z" * 1000])
+def test_a_string_answer_is_written_byte_for_byte_as_the_stdlib_writes_it(text):
+    expected = xmlrpc.client.dumps((pingback.clean_text(text),), methodresponse=True,
+                                   encoding="utf-8").encode()
+
+    assert pingback.render_success(text) == expected
