@@ -6,6 +6,7 @@ other status as a transport error and never read the fault.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -43,6 +44,7 @@ CHECK_GATE = web.AppKey("check_gate", diagnose.CheckGate)
 FRONT_PROXY_READERS = {"x-forwarded": XForwardedRelaxed, "forwarded": ForwardedRelaxed}
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+PATHS_REMEMBERED = 256
 # A platform router's request id (Heroku sets one) is reused when it looks like one.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -205,7 +207,11 @@ async def api_send(request: web.Request) -> web.Response:
 
 
 def _path_endpoint(request: web.Request) -> str:
-    return endpoint_from_path(request.rel_url.raw_path, request.rel_url.raw_query_string)
+    return _endpoint_from_path(request.rel_url.raw_path, request.rel_url.raw_query_string)
+
+
+# Pingback URLs come in a few dozen forms at most: each path is read once (a pure function).
+_endpoint_from_path = functools.lru_cache(maxsize=PATHS_REMEMBERED)(endpoint_from_path)
 
 
 def _forward_endpoint(request: web.Request) -> str:

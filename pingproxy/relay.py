@@ -8,6 +8,7 @@ one forward timeout.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -40,6 +41,7 @@ logger = logging.getLogger("pingproxy.relay")
 
 USER_AGENT = f"pingproxy/{__version__} (Pingback to Webmention proxy)"
 RETRY_AFTER_SECONDS = 5
+ENDPOINTS_REMEMBERED = 256
 # With --max-per-endpoint-host, how long a pingback waits for its endpoint host's turn: a
 # short burst is smoothed, a flood is answered "busy" well within WordPress's 3 s.
 ENDPOINT_HOST_WAIT_SECONDS = 1.0
@@ -71,6 +73,10 @@ class Relay:
         self._via_name = f"pingproxy-{settings.instance_id}"
         self._via_entry = f"1.1 {self._via_name}"
         self._lines = logs.LineQueue(logger)
+        # Most pingbacks name one of a few endpoints: each one's text is read and checked
+        # once (a pure function of it and the policy); a refused one is checked every time.
+        self._checked_endpoint = functools.lru_cache(maxsize=ENDPOINTS_REMEMBERED)(
+            self._check_endpoint)
         # Opt-in limits for public instances; None when off, so they cost nothing then.
         self._client_limits = (
             RateLimiter(settings.rate_limit, burst=settings.rate_limit_burst)
@@ -171,7 +177,7 @@ class Relay:
         if _same_resource(source_url, target_url):
             raise PingbackRejected(Outcome.INVALID_TARGET, "the source and target are the same")
 
-    def _checked_endpoint(self, endpoint_text: str) -> URL:
+    def _check_endpoint(self, endpoint_text: str) -> URL:
         endpoint = self._bounded_http_url(endpoint_text)
         if endpoint is None:
             raise PingbackRejected(
