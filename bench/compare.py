@@ -1,11 +1,12 @@
 """pingproxy at several commits in one run: each change's effect in CPU microseconds a request.
 
-``python -m bench.compare REV [REV ...]`` (``make compare ARGS="HEAD~1 HEAD"``) checks out
+``.venv/bin/python -m bench.compare REV [REV ...]`` (after ``make bench``'s set-up) checks out
 each revision into a temporary git worktree, starts pingproxy from each beside the
 pass-through and the bare handler, and measures them interleaved (A, B, C, A, B, C, ...) at
 the same concurrency: pingbacks against the pass-through, the bad-URL junk against the bare
 handler. On a machine shared with other work the ratio to the floor measured in the same
-round is the steady figure; the table gives the median of the rounds for both.
+round is the steady figure; the table gives the median of the rounds for both. The bare
+handler answers the pingbacks too, as the floor of the parts below any forward.
 """
 
 import argparse
@@ -103,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pingbacks = measure(bench, [
                 Subject({"path": "pass-through"}, pass_through,
                         [{**pings[0], "path": "/"}], ENDPOINT_SUCCESS),
+                Subject({"path": "bare handler"}, bare, pings, BARE_SUCCESS),
                 *(Subject({"path": f"pingproxy {revision}"}, proxy, pings, PINGPROXY_SUCCESS)
                   for revision, proxy in proxies)], args.concurrency, args.rounds)
             print(f"\nPingbacks, concurrency {args.concurrency}, CPU µs a request")

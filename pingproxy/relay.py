@@ -69,7 +69,9 @@ class Relay:
         self._session = session
         self._policy = policy
         self._metrics = metrics
-        self._forwards: set[asyncio.Task] = set()
+        # Each forward's task, with the future its handler awaits and its deadline's timer.
+        self._forwards: dict[asyncio.Task, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
+        self._expired: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
         self._via_entry = f"1.1 {self._via_name}"
         self._lines = logs.LineQueue(logger)
@@ -141,13 +143,18 @@ class Relay:
             self._refused(journey, endpoint_text, error)
             raise
         headers = self._forward_headers(sender, via, request_id)
-        task = asyncio.get_running_loop().create_task(
-            self._forward(endpoint, journey, headers, proxy_host)
-        )
-        self._forwards.add(task)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._forward(endpoint, journey, headers, proxy_host))
+        # What asyncio.shield(task) and asyncio.timeout() inside it would do, at a third of
+        # their cost a pingback: the handler awaits a future of its own, which the task's
+        # end settles, so a handler cancelled (at shutdown) leaves the forward running; and
+        # one timer cancels the task at its deadline, which _forward reads as a timeout.
+        answer = loop.create_future()
+        deadline = loop.call_later(self._settings.forward_timeout_seconds, self._expire, task)
+        self._forwards[task] = answer, deadline
         self._metrics.inflight.inc()
         task.add_done_callback(self._forget)
-        return await asyncio.shield(task)
+        return await answer
 
     async def drain(self, timeout_seconds: float) -> None:
         """Wait for the forwards in flight to finish, at most timeout_seconds, then cancel
@@ -208,14 +215,15 @@ class Relay:
         source, target = journey.source, journey.target
         try:
             try:
-                async with asyncio.timeout(timeout):
-                    if endpoint is None:
-                        endpoint = await self._discovered_endpoint(target, proxy_host)
-                    if self._endpoint_slots is None:
-                        reply = await self._post(endpoint, source, target, headers)
-                    else:
-                        reply = await self._post_in_turn(endpoint, source, target, headers)
-            except TimeoutError:
+                if endpoint is None:
+                    endpoint = await self._discovered_endpoint(target, proxy_host)
+                if self._endpoint_slots is None:
+                    reply = await self._post(endpoint, source, target, headers)
+                else:
+                    reply = await self._post_in_turn(endpoint, source, target, headers)
+            except (TimeoutError, asyncio.CancelledError) as error:
+                if isinstance(error, asyncio.CancelledError) and not self._timed_out():
+                    raise
                 if endpoint is None:
                     raise discovery.too_slow(timeout) from None
                 raise UpstreamError(f"the endpoint did not answer within {timeout:g} s") from None
@@ -274,11 +282,34 @@ class Relay:
             headers={"User-Agent": USER_AGENT},
         )
 
+    def _expire(self, task: asyncio.Task) -> None:
+        """The forward's deadline: cancel its task, marked as timed out."""
+        self._expired.add(task)
+        task.cancel()
+
+    def _timed_out(self) -> bool:
+        """Whether the running forward was cancelled by its deadline (and is no longer)."""
+        task = asyncio.current_task()
+        if task not in self._expired:
+            return False
+        task.uncancel()
+        return True
+
     def _forget(self, task: asyncio.Task) -> None:
-        self._forwards.discard(task)
+        answer, deadline = self._forwards.pop(task)
+        deadline.cancel()
+        self._expired.discard(task)
         self._metrics.inflight.dec()
-        if not task.cancelled():
-            task.exception()  # retrieved: a sender that hung up leaves nobody to read it
+        if task.cancelled():
+            answer.cancel()
+            return
+        error = task.exception()  # retrieved: a sender that hung up leaves nobody to read it
+        if answer.done():  # its handler was cancelled
+            return
+        if error is None:
+            answer.set_result(task.result())
+        else:
+            answer.set_exception(error)
 
     def _refused(self, journey: _Journey, endpoint_text: str | None,
                  error: PingproxyError) -> None:
