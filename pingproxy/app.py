@@ -262,9 +262,11 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
 
 def _request_id(request: web.Request) -> str:
     """The id a pingback's log line, its forward and its answer share."""
-    given = request.headers.get("X-Request-Id", "")
+    given = request.headers.get("X-Request-Id")
+    if given and _REQUEST_ID.match(given):
+        return given
     # A correlation id, not a secret: Python's own generator, no system call per pingback.
-    return given if _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
+    return f"{random.getrandbits(128):032x}"
 
 
 async def _expect_body(request: web.Request) -> web.StreamResponse | None:
@@ -325,11 +327,10 @@ def _too_large(limit: int) -> RequestError:
 
 
 def _xml(body: bytes, request_id: str | None = None, status: int = 200) -> web.Response:
-    response = web.Response(body=body, status=status,
-                            headers={hdrs.CONTENT_TYPE: XML_CONTENT_TYPE})
+    headers = {hdrs.CONTENT_TYPE: XML_CONTENT_TYPE}
     if request_id is not None:
-        response.headers["X-Request-Id"] = request_id
-    return response
+        headers["X-Request-Id"] = request_id
+    return web.Response(body=body, status=status, headers=headers)
 
 
 def _fault(error: PingproxyError, request_id: str | None = None) -> web.Response:

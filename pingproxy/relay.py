@@ -341,8 +341,9 @@ def _pingback_line(journey: _Journey, outcome: Outcome, upstream_status: int | N
     forge a line. Only the URLs, the endpoint host and the client can need quoting."""
     fault = FAULT_CODES.get(outcome)
     duration_ms = round(duration_seconds * 1000, 1)
+    name = outcome.value
     fields = {
-        "outcome": outcome.value,
+        "outcome": name,
         "fault": fault,
         "upstream_status": upstream_status,
         "duration_ms": duration_ms,
@@ -353,7 +354,7 @@ def _pingback_line(journey: _Journey, outcome: Outcome, upstream_status: int | N
         "client": journey.client,
     }
     line = (
-        f"pingback outcome={outcome.value} fault={_or_dash(fault)} "
+        f"pingback outcome={name} fault={_or_dash(fault)} "
         f"upstream_status={_or_dash(upstream_status)} duration_ms={duration_ms} "
         f"endpoint={_log_value(endpoint_host)} source={_log_value(journey.source)} "
         f"target={_log_value(journey.target)} request_id={journey.request_id} "
