@@ -6,6 +6,7 @@ other status as a transport error and never read the fault.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -48,6 +49,7 @@ LIMITS = web.AppKey("limits", Limits)
 FRONT_PROXY_READERS = {"x-forwarded": XForwardedRelaxed, "forwarded": ForwardedRelaxed}
 
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+PATHS_REMEMBERED = 256
 # A platform router's request id (Heroku sets one) is reused when it looks like one.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -233,7 +235,11 @@ async def api_send(request: web.Request) -> web.Response:
 
 
 def _path_endpoint(request: web.Request) -> str:
-    return endpoint_from_path(request.rel_url.raw_path, request.rel_url.raw_query_string)
+    return _endpoint_from_path(request.rel_url.raw_path, request.rel_url.raw_query_string)
+
+
+# Pingback URLs come in a few dozen forms at most: each path is read once (a pure function).
+_endpoint_from_path = functools.lru_cache(maxsize=PATHS_REMEMBERED)(endpoint_from_path)
 
 
 def _forward_endpoint(request: web.Request) -> str:
@@ -291,9 +297,11 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
 
 def _request_id(request: web.Request) -> str:
     """The id a pingback's log line, its forward and its answer share."""
-    given = request.headers.get("X-Request-Id", "")
+    given = request.headers.get("X-Request-Id")
+    if given and _REQUEST_ID.match(given):
+        return given
     # A correlation id, not a secret: Python's own generator, no system call per pingback.
-    return given if _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
+    return f"{random.getrandbits(128):032x}"
 
 
 async def _expect_body(request: web.Request) -> web.StreamResponse | None:
@@ -354,11 +362,10 @@ def _too_large(limit: int) -> RequestError:
 
 
 def _xml(body: bytes, request_id: str | None = None, status: int = 200) -> web.Response:
-    response = web.Response(body=body, status=status,
-                            headers={hdrs.CONTENT_TYPE: XML_CONTENT_TYPE})
+    headers = {hdrs.CONTENT_TYPE: XML_CONTENT_TYPE}
     if request_id is not None:
-        response.headers["X-Request-Id"] = request_id
-    return response
+        headers["X-Request-Id"] = request_id
+    return web.Response(body=body, status=status, headers=headers)
 
 
 def _fault(error: PingproxyError, request_id: str | None = None) -> web.Response:

@@ -3,10 +3,14 @@
 A busy proxy logs a line per pingback, so a line must be cheap. Made one at a time, between
 the other work of a request, a log record's long path through the stdlib's logging was a
 sixth of a pingback's CPU; LineQueue makes the lines of a burst in one go instead, within
-FLUSH_SECONDS, each with the time it happened. Lines go to stderr through a block buffer
-that the event loop flushes within FLUSH_SECONDS of its first line (at once for warnings
-and errors, and wherever no event loop runs): one write for a burst of lines rather than one
-each. Timestamps format their date and time once a second.
+FLUSH_SECONDS, each with the time it happened. When the only place its lines can go is
+pingproxy's own handler (as configured, with no filter), it writes them there as that
+handler's formatter would, without a LogRecord each: the record's path alone cost a pingback
+more than its forward's headers. Anywhere else (a test's capturing handler, a filter), each
+line is a record, as before. Lines go to stderr through a block buffer that the event loop
+flushes within FLUSH_SECONDS of its first line (at once for warnings and errors, and
+wherever no event loop runs): one write for a burst of lines rather than one each.
+Timestamps format their date and time once a second.
 """
 
 import asyncio
@@ -56,6 +60,12 @@ class TextFormatter(logging.Formatter):
         # The same line as the stdlib's, written out: its general path cost a pingback 3%.
         return f"{self.formatTime(record)} {record.levelname} {record.name} {record.getMessage()}"
 
+    def line(self, created: float, level: int, name: str, message: str,
+             fields: dict[str, object]) -> str:
+        """The line format() writes for a plain record made with these."""
+        return (f"{self._stamp(created)},{_milliseconds(created):03d} "
+                f"{logging.getLevelName(level)} {name} {message}")
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line; a pingback's fields become keys of their own."""
@@ -76,6 +86,22 @@ class JsonFormatter(logging.Formatter):
             document["exception"] = self.formatException(record.exc_info)
         return json.dumps(document, ensure_ascii=False)
 
+    def line(self, created: float, level: int, name: str, message: str,
+             fields: dict[str, object]) -> str:
+        """The line format() writes for a plain record made with these (and fields as extra)."""
+        return json.dumps({
+            "time": f"{self._stamp(created)}.{_milliseconds(created):03d}+00:00",
+            "level": logging.getLevelName(level).lower(),
+            "logger": name,
+            "message": message,
+            **fields.get("pingback", {}),
+        }, ensure_ascii=False)
+
+
+def _milliseconds(created: float) -> int:
+    """The milliseconds of a time, as LineQueue gives its records (LogRecord.msecs)."""
+    return int((created - int(created)) * 1000)
+
 
 class BatchingStreamHandler(logging.StreamHandler):
     """A StreamHandler whose stream is flushed by the running event loop, soon after a line."""
@@ -93,6 +119,13 @@ class BatchingStreamHandler(logging.StreamHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Write lines that this handler's formatter wrote (LineQueue), as emit() would."""
+        with self.lock:
+            self.stream.write("".join(f"{line}{self.terminator}" for line in lines))
+        if not self._flush_soon():
+            self.stream.flush()
 
     def _flush_soon(self) -> bool:
         """Have the running event loop flush within FLUSH_SECONDS; False if none runs here."""
@@ -142,13 +175,41 @@ class LineQueue:
         queued, self._queued = self._queued, []
         self._flush_scheduled = False
         logger = self._logger
+        handler = _sole_handler(logger, min((level for _, level, _, _ in queued), default=0))
+        if handler is not None:
+            formatter, name = handler.formatter, logger.name
+            handler.write_lines([formatter.line(created, level, name, *make_line(*arguments))
+                                 for created, level, make_line, arguments in queued])
+            return
         for created, level, make_line, arguments in queued:
             message, extra = make_line(*arguments)
             record = logger.makeRecord(logger.name, level, __file__, 0, message, (), None,
                                        extra=extra)
             record.created = created
-            record.msecs = int((created - int(created)) * 1000) + 0.0
+            record.msecs = _milliseconds(created) + 0.0
             logger.handle(record)
+
+
+def _sole_handler(logger: logging.Logger, level: int) -> BatchingStreamHandler | None:
+    """The one handler that records of this logger at this level and above reach, if it is
+    pingproxy's own with its own formatter and nothing on the way filters: then a line can
+    be written there without a record; else None."""
+    if logger.disabled:
+        return None
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        found += current.handlers
+        current = current.parent if current.propagate else None
+    if len(found) != 1:
+        return None
+    handler = found[0]
+    if (type(handler) is not BatchingStreamHandler or handler.filters or handler.level > level
+            or type(handler.formatter) not in (TextFormatter, JsonFormatter)):
+        return None
+    return handler
 
 
 def configure(log_format: str, level: str) -> None:

@@ -1,20 +1,22 @@
 """XML-RPC for Pingback: read a call, write an answer; write a call, read an answer.
 
-Parsing is the stdlib's XML-RPC Unmarshaller driven by an expat parser that refuses DTDs,
-entity declarations and external references exactly as defusedxml's DefusedExpatParser does,
-with defusedxml's own exceptions, so nothing is ever expanded or fetched; it is configured
-here rather than through that class because building one per call cost a sixth of the
-parse. A small grammar check on top turns the Unmarshaller's tolerance of bogus structure
-into the -32600 fault XML-RPC asks for. All of it is pure functions but ``call``, which sends
-one call to a pingback server.
+Every call is read by an expat parser that refuses DTDs, entity declarations and external
+references exactly as defusedxml's DefusedExpatParser does, with defusedxml's own
+exceptions, so nothing is ever expanded or fetched; it is configured here rather than
+through that class because building one per call cost a sixth of the parse. A
+``pingback.ping`` of the usual shape is read by its own small reader (pingback_call.py);
+every other call, and every fault, by the stdlib's XML-RPC Unmarshaller, with a small
+grammar check on top that turns its tolerance of bogus structure into the -32600 fault
+XML-RPC asks for. All of it is pure functions but ``call``, which sends one call to a
+pingback server.
 """
 
 import functools
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from xml.parsers import expat
-from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps
+from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps, escape
 
 import aiohttp
 from defusedxml import (
@@ -29,8 +31,8 @@ from pingproxy import outbound
 from pingproxy.errors import Outcome, RequestError
 from pingproxy.netguard import DestinationPolicy
 from pingproxy.outbound import Reply
+from pingproxy.pingback_call import PING_METHOD, read_ping
 
-PING_METHOD = "pingback.ping"
 LIST_METHODS = "system.listMethods"
 MULTICALL_METHOD = "system.multicall"
 # What real pingback servers expect (WordPress's IXR client sends the same).
@@ -66,6 +68,9 @@ _BARE_AMPERSAND = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]
 # XML 1.0 section 2.2: characters a document may not contain, even escaped.
 _NOT_XML_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _UTF8_BOM = b"\xef\xbb\xbf"
+# xmlrpc.client.dumps((text,), methodresponse=True, encoding="utf-8") around its text.
+_RESPONSE_HEAD = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><string>"
+_RESPONSE_TAIL = "</string></value>\n</param>\n</params>\n</methodResponse>\n"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 INTROSPECTION: dict[str, tuple[list[list[str]], str]] = {
@@ -130,13 +135,14 @@ def _refuse_external_reference(context, base, sysid, pubid):
     raise ExternalReferenceForbidden(context, base, sysid, pubid)
 
 
-def _safe_parser(target: Unmarshaller) -> expat.XMLParserType:
-    """An expat parser feeding target, refusing what defusedxml's DefusedExpatParser refuses
-    (with forbid_dtd=True): DTDs, entity declarations, external references."""
+def _safe_parser(start: Callable, end: Callable, data: Callable) -> expat.XMLParserType:
+    """An expat parser calling these element and text handlers, refusing what defusedxml's
+    DefusedExpatParser refuses (with forbid_dtd=True): DTDs, entity declarations, external
+    references."""
     parser = expat.ParserCreate(None, None)
-    parser.StartElementHandler = target.start
-    parser.EndElementHandler = target.end
-    parser.CharacterDataHandler = target.data
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
     parser.StartDoctypeDeclHandler = _refuse_doctype
     parser.EntityDeclHandler = _refuse_entity
     parser.UnparsedEntityDeclHandler = _refuse_unparsed_entity
@@ -146,15 +152,25 @@ def _safe_parser(target: Unmarshaller) -> expat.XMLParserType:
 
 def parse_call(body: bytes) -> Call:
     """Read an XML-RPC methodCall, repairing the bare "&" real senders leave in URLs."""
+    return _repairing(_parse, body)
+
+
+def parse_call_in_general(body: bytes) -> Call:
+    """parse_call without pingback.ping's own reader: every call through the stdlib, the
+    reading that the fast path must match, call for call and fault for fault."""
+    return _repairing(_parse_in_general, body)
+
+
+def _repairing(parse: Callable[[bytes], Call], body: bytes) -> Call:
     body = _trim(body)
     try:
-        return _parse(body)
+        return parse(body)
     except expat.ExpatError as error:
         repaired = _BARE_AMPERSAND.sub(b"&amp;", body)
         if repaired == body:
             raise _expat_fault(error) from None
         try:
-            return _parse(repaired)
+            return parse(repaired)
         except expat.ExpatError:
             raise _expat_fault(error) from None
 
@@ -167,9 +183,17 @@ def _trim(body: bytes) -> bytes:
 
 
 def _parse(body: bytes) -> Call:
+    """pingback.ping's own reader first, the stdlib for whatever it leaves."""
+    ping = read_ping(body, _safe_parser)
+    if ping is not None:
+        return Call(PING_METHOD, ping)
+    return _parse_in_general(body)
+
+
+def _parse_in_general(body: bytes) -> Call:
     reader = _CallReader()
     try:
-        _safe_parser(reader).Parse(body, True)
+        _safe_parser(reader.start, reader.end, reader.data).Parse(body, True)
         problem = _shape_problem(tuple(reader.shape))
         if problem is not None:
             raise _Invalid(problem)
@@ -261,7 +285,8 @@ def introspect(call: Call) -> object:
 def render_success(value: object) -> bytes:
     """An XML-RPC methodResponse carrying one value, as UTF-8."""
     if isinstance(value, str):
-        value = clean_text(value)
+        # Every pingback's answer: what dumps writes for one string, without its Marshaller.
+        return (f"{_RESPONSE_HEAD}{escape(clean_text(value))}{_RESPONSE_TAIL}").encode()
     return dumps((value,), methodresponse=True, encoding="utf-8").encode()
 
 
@@ -318,7 +343,7 @@ def read_answer(body: bytes) -> ServerAnswer:
     reader = Unmarshaller()
     reader.xml(None, None)
     try:
-        _safe_parser(reader).Parse(_trim(body), True)
+        _safe_parser(reader.start, reader.end, reader.data).Parse(_trim(body), True)
         values = reader.close()
     except Fault as fault:
         code = fault.faultCode

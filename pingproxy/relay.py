@@ -8,6 +8,7 @@ one forward timeout.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -40,6 +41,7 @@ logger = logging.getLogger("pingproxy.relay")
 
 USER_AGENT = f"pingproxy/{__version__} (Pingback to Webmention proxy)"
 RETRY_AFTER_SECONDS = 5
+ENDPOINTS_REMEMBERED = 256
 # With --max-per-endpoint-host, how long a pingback waits for its endpoint host's turn: a
 # short burst is smoothed, a flood is answered "busy" well within WordPress's 3 s.
 ENDPOINT_HOST_WAIT_SECONDS = 1.0
@@ -68,10 +70,16 @@ class Relay:
         self._session = session
         self._policy = policy
         self._metrics = metrics
-        self._forwards: set[asyncio.Task] = set()
+        # Each forward's task, with the future its handler awaits and its deadline's timer.
+        self._forwards: dict[asyncio.Task, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
+        self._expired: set[asyncio.Task] = set()
         self._via_name = f"pingproxy-{settings.instance_id}"
         self._via_entry = f"1.1 {self._via_name}"
         self._lines = logs.LineQueue(logger)
+        # Most pingbacks name one of a few endpoints: each one's text is read and checked
+        # once (a pure function of it and the policy); a refused one is checked every time.
+        self._checked_endpoint = functools.lru_cache(maxsize=ENDPOINTS_REMEMBERED)(
+            self._check_endpoint)
         # Opt-in limits for public instances; None when off, so they cost nothing then (not
         # even a Redis call). A slot is held within the forward's timeout, so that is as long
         # as a crashed instance's slot can stay counted.
@@ -141,13 +149,18 @@ class Relay:
             self._refused(journey, endpoint_text, error)
             raise
         headers = self._forward_headers(sender, via, request_id)
-        task = asyncio.get_running_loop().create_task(
-            self._forward(endpoint, journey, headers, proxy_host)
-        )
-        self._forwards.add(task)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._forward(endpoint, journey, headers, proxy_host))
+        # What asyncio.shield(task) and asyncio.timeout() inside it would do, at a third of
+        # their cost a pingback: the handler awaits a future of its own, which the task's
+        # end settles, so a handler cancelled (at shutdown) leaves the forward running; and
+        # one timer cancels the task at its deadline, which _forward reads as a timeout.
+        answer = loop.create_future()
+        deadline = loop.call_later(self._settings.forward_timeout_seconds, self._expire, task)
+        self._forwards[task] = answer, deadline
         self._metrics.inflight.inc()
         task.add_done_callback(self._forget)
-        return await asyncio.shield(task)
+        return await answer
 
     async def drain(self, timeout_seconds: float) -> None:
         """Wait for the forwards in flight to finish, at most timeout_seconds, then cancel
@@ -177,7 +190,7 @@ class Relay:
         if _same_resource(source_url, target_url):
             raise PingbackRejected(Outcome.INVALID_TARGET, "the source and target are the same")
 
-    def _checked_endpoint(self, endpoint_text: str) -> URL:
+    def _check_endpoint(self, endpoint_text: str) -> URL:
         endpoint = self._bounded_http_url(endpoint_text)
         if endpoint is None:
             raise PingbackRejected(
@@ -208,14 +221,15 @@ class Relay:
         source, target = journey.source, journey.target
         try:
             try:
-                async with asyncio.timeout(timeout):
-                    if endpoint is None:
-                        endpoint = await self._discovered_endpoint(target, proxy_host)
-                    if self._endpoint_slots is None:
-                        reply = await self._post(endpoint, source, target, headers)
-                    else:
-                        reply = await self._post_in_turn(endpoint, source, target, headers)
-            except TimeoutError:
+                if endpoint is None:
+                    endpoint = await self._discovered_endpoint(target, proxy_host)
+                if self._endpoint_slots is None:
+                    reply = await self._post(endpoint, source, target, headers)
+                else:
+                    reply = await self._post_in_turn(endpoint, source, target, headers)
+            except (TimeoutError, asyncio.CancelledError) as error:
+                if isinstance(error, asyncio.CancelledError) and not self._timed_out():
+                    raise
                 if endpoint is None:
                     raise discovery.too_slow(timeout) from None
                 raise UpstreamError(f"the endpoint did not answer within {timeout:g} s") from None
@@ -274,11 +288,34 @@ class Relay:
             headers={"User-Agent": USER_AGENT},
         )
 
+    def _expire(self, task: asyncio.Task) -> None:
+        """The forward's deadline: cancel its task, marked as timed out."""
+        self._expired.add(task)
+        task.cancel()
+
+    def _timed_out(self) -> bool:
+        """Whether the running forward was cancelled by its deadline (and is no longer)."""
+        task = asyncio.current_task()
+        if task not in self._expired:
+            return False
+        task.uncancel()
+        return True
+
     def _forget(self, task: asyncio.Task) -> None:
-        self._forwards.discard(task)
+        answer, deadline = self._forwards.pop(task)
+        deadline.cancel()
+        self._expired.discard(task)
         self._metrics.inflight.dec()
-        if not task.cancelled():
-            task.exception()  # retrieved: a sender that hung up leaves nobody to read it
+        if task.cancelled():
+            answer.cancel()
+            return
+        error = task.exception()  # retrieved: a sender that hung up leaves nobody to read it
+        if answer.done():  # its handler was cancelled
+            return
+        if error is None:
+            answer.set_result(task.result())
+        else:
+            answer.set_exception(error)
 
     def _refused(self, journey: _Journey, endpoint_text: str | None,
                  error: PingproxyError) -> None:
@@ -311,8 +348,9 @@ def _pingback_line(journey: _Journey, outcome: Outcome, upstream_status: int | N
     forge a line. Only the URLs, the endpoint host and the client can need quoting."""
     fault = FAULT_CODES.get(outcome)
     duration_ms = round(duration_seconds * 1000, 1)
+    name = outcome.value
     fields = {
-        "outcome": outcome.value,
+        "outcome": name,
         "fault": fault,
         "upstream_status": upstream_status,
         "duration_ms": duration_ms,
@@ -323,7 +361,7 @@ def _pingback_line(journey: _Journey, outcome: Outcome, upstream_status: int | N
         "client": journey.client,
     }
     line = (
-        f"pingback outcome={outcome.value} fault={_or_dash(fault)} "
+        f"pingback outcome={name} fault={_or_dash(fault)} "
         f"upstream_status={_or_dash(upstream_status)} duration_ms={duration_ms} "
         f"endpoint={_log_value(endpoint_host)} source={_log_value(journey.source)} "
         f"target={_log_value(journey.target)} request_id={journey.request_id} "

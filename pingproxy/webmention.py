@@ -105,6 +105,11 @@ SHORT_URL_CHARACTERS = 40
 MAX_HTML_TEXT_CHARACTERS = 4096
 MAX_HTML_MARKUP_CHARACTERS = 16 * 1024
 
+# quote_plus's escapes of the characters URLs use, "%" and "+" first (what they write is
+# not escaped again), the space last; any other character it escapes is rare in a URL.
+_URL_ESCAPES = (("%", "%25"), ("+", "%2B"), (":", "%3A"), ("/", "%2F"), ("?", "%3F"),
+                ("=", "%3D"), ("&", "%26"), ("#", "%23"), (" ", "+"))
+_RARELY_IN_URLS = re.compile(r"[^A-Za-z0-9_.\-~%+:/?=&# ]")
 _ERROR_NAME = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 _WHITESPACE = re.compile(r"\s+")
 _URL = re.compile(
@@ -137,13 +142,24 @@ async def send(
     the caller has passed the endpoint through the policy already.
     """
     # What urlencode writes, without its general machinery (a third of the cost).
-    form = f"source={quote_plus(source)}&target={quote_plus(target)}".encode()
+    form = f"source={form_value(source)}&target={form_value(target)}".encode()
     headers = {"Content-Type": FORM_CONTENT_TYPE, "Accept": ACCEPT, **headers}
     return await outbound.request(
         session, policy, "POST", endpoint, headers=headers, data=form,
         follow=REPOST_REDIRECT_STATUSES, max_redirects=max_redirects,
         max_bytes=max_reply_bytes, timeout=timeout, checked=checked,
     )
+
+
+def form_value(text: str) -> str:
+    """quote_plus(text), at a fifth of its cost for a URL: one replace per character URLs
+    use, when those are all it has to escape; quote_plus itself otherwise."""
+    if _RARELY_IN_URLS.search(text):
+        return quote_plus(text)
+    for character, escaped in _URL_ESCAPES:
+        if character in text:
+            text = text.replace(character, escaped)
+    return text
 
 
 def read_reply(reply: Reply, source: str, target: str) -> str:

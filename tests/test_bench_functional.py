@@ -19,7 +19,7 @@ def test_a_quick_bench_run_prints_every_table_and_writes_its_files(tmp_path):
 
     assert run.returncode == 0, run.stderr[-2000:]
     for title in ("Scenario 1", "Scenario 2", "Scenario 3", "Scenario 4", "Capacity",
-                  "Targets (issue 13)"):
+                  "Targets (issue 20)"):
         assert title in run.stdout
     figures = json.loads(results.read_text())
     assert {row["path"] for row in figures["throughput"]} >= {"pass-through", "pingproxy"}

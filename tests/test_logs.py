@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -147,3 +148,32 @@ async def test_flush_logs_what_is_queued_at_once(collected):
     queue.flush()
 
     assert len(handler.records) == 1
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter, JsonFormatter])
+def test_lines_to_pingproxys_own_handler_alone_are_written_as_records_would_be_without_one(
+        monkeypatch, formatter):
+    created = 1_764_300_000.25
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(formatter())
+    logger = logging.getLogger(f"pingproxy.test-sole-handler-{formatter.__name__}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    monkeypatch.setattr(time, "time", lambda: created)
+    as_record = logging.LogRecord(logger.name, logging.INFO, __file__, 0, "pingback number=7",
+                                  (), None)
+    as_record.created, as_record.msecs, as_record.pingback = created, 250.0, {"number": 7}
+    records_made = []
+    default_factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(lambda *args, **kwargs: records_made.append(args)
+                                or default_factory(*args, **kwargs))
+    try:
+        LineQueue(logger).put(logging.INFO, line, 7)
+    finally:
+        logging.setLogRecordFactory(default_factory)
+        logger.removeHandler(handler)
+
+    assert stream.getvalue() == formatter().format(as_record) + "\n"
+    assert records_made == []

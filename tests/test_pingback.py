@@ -36,7 +36,7 @@ def test_a_call_without_params_has_none():
     assert pingback.parse_call(call_xml("<methodName>system.listMethods</methodName>")).params == ()
 
 
-@pytest.mark.parametrize(("body", "outcome"), [
+BAD_BODIES = [
     pytest.param(b"", Outcome.NOT_WELL_FORMED, id="empty"),
     pytest.param(b"<methodCall>", Outcome.NOT_WELL_FORMED, id="unclosed"),
     pytest.param(call_xml(PING) + b"<junk/>", Outcome.NOT_WELL_FORMED, id="trailing-element"),
@@ -71,7 +71,10 @@ def test_a_call_without_params_has_none():
     pytest.param(call_xml("<methodName>m</methodName><params><param><value><i4>" + "9" * 5000
                           + "</i4></value></param></params>"),
                  Outcome.INVALID_REQUEST, id="huge-int"),
-])
+]
+
+
+@pytest.mark.parametrize(("body", "outcome"), BAD_BODIES)
 def test_bad_bodies_get_their_fault(body, outcome):
     with pytest.raises(RequestError) as caught:
         pingback.parse_call(body)
@@ -211,3 +214,12 @@ def test_call_body_is_what_the_stdlib_reads():
 
     assert xmlrpc.client.loads(body) == (("http://a.example/?x=1&y=2", "http://b/"),
                                          "pingback.ping")
+
+
+@pytest.mark.parametrize("text", ["ok", "a & b < c > d \"e\" 'f'", "é\U0001F600", "x\x00\x1by",
+                                  "]]>", "z" * 1000])
+def test_a_string_answer_is_written_byte_for_byte_as_the_stdlib_writes_it(text):
+    expected = xmlrpc.client.dumps((pingback.clean_text(text),), methodresponse=True,
+                                   encoding="utf-8").encode()
+
+    assert pingback.render_success(text) == expected

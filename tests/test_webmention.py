@@ -1,7 +1,11 @@
 """Reading a receiver's refusal: the text of an HTML error page, the meaning of a sentence,
 and an excerpt short enough for a fault that still says why."""
 
+from urllib.parse import quote_plus
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pingproxy.errors import Outcome
 from pingproxy.webmention import (
@@ -9,6 +13,7 @@ from pingproxy.webmention import (
     EXCERPT_CHARACTERS,
     MAX_HTML_MARKUP_CHARACTERS,
     excerpt,
+    form_value,
     html_text,
     meaning_of,
 )
@@ -117,3 +122,9 @@ def test_excerpt_is_bounded_and_keeps_the_reason(text, kept, dropped):
         assert part in line
     for part in dropped:
         assert part not in line
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09_.-~%+:/?=&# @;,!*'()[]$é\n\x00"), max_size=40)
+       | st.text(max_size=20))
+def test_form_values_are_what_quote_plus_writes(text):
+    assert form_value(text) == quote_plus(text)
