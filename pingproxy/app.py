@@ -273,8 +273,6 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
     try:
         if relay.limits_clients:
             await relay.admit(request.remote)
-        via = request.headers.getall(hdrs.VIA, [])
-        relay.check_loop(via)
         call = pingback.parse_call(await _read_body(request))
         if call.method != pingback.PING_METHOD:
             return _xml(pingback.render_success(pingback.introspect(call)))
@@ -284,7 +282,8 @@ async def _answer(request: web.Request, endpoint_text: str | None) -> web.Respon
         return _fault(error)
     request_id = _request_id(request)
     try:
-        text = await relay.ping(source, target, endpoint_text, sender=request.remote, via=via,
+        text = await relay.ping(source, target, endpoint_text, sender=request.remote,
+                                via=request.headers.getall(hdrs.VIA, []),
                                 request_id=request_id, proxy_host=request.host)
     except PingproxyError as error:
         return _fault(error, request_id)

@@ -115,7 +115,7 @@ class Relay:
                 retry_after_seconds=seconds,
             )
 
-    def check_loop(self, via: list[str]) -> None:
+    def _check_loop(self, via: list[str]) -> None:
         """Refuse a request that this instance already forwarded (RFC 9110 section 7.6.3)."""
         if not via:
             return
@@ -137,6 +137,7 @@ class Relay:
         if endpoint_text is None:
             endpoint_text = self._settings.default_endpoint
         try:
+            self._check_loop(via)
             self._check_pingback(source, target)
             endpoint = None if endpoint_text is None else self._checked_endpoint(endpoint_text)
             if len(self._forwards) >= self._settings.max_inflight:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.conftest import metric_value, ping_body, read_answer
 from tests.test_command_functional import WORKER_BOOT_SECONDS, wait_until_serving
@@ -90,8 +91,16 @@ async def connection_refused(port: int) -> bool:
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_sigterm_lets_the_forward_in_flight_finish_and_refuses_new_connections(
         start_pingproxy, endpoint, workers):
-    # aiohttp's gunicorn worker looks for SIGTERM once a second: the forward outlasts that.
-    endpoint.reply(202, delay=4.0)
+    # The endpoint holds its answer until new connections are refused (aiohttp's gunicorn
+    # worker looks for SIGTERM once a second), so the order is shown, not raced; each wait
+    # is bounded within the forward's 8 s timeout and the 10 s grace.
+    refusing = asyncio.Event()
+
+    async def answer_once_refusing(request: web.Request) -> web.Response:
+        await asyncio.wait_for(refusing.wait(), 7)
+        return web.Response(status=202)
+
+    endpoint.answer = answer_once_refusing
     proxy = await start_pingproxy("--workers", workers, "--grace", "10")
 
     async with aiohttp.ClientSession() as session:
@@ -100,15 +109,15 @@ async def test_sigterm_lets_the_forward_in_flight_finish_and_refuses_new_connect
             await asyncio.sleep(0.02)
         proxy.process.send_signal(signal.SIGTERM)
         refused = False
-        for _ in range(60):
+        for _ in range(120):
             await asyncio.sleep(0.05)
-            if await connection_refused(proxy.port):
-                refused = True
+            if refused := await connection_refused(proxy.port):
                 break
-        assert not in_flight.done(), "the pingback was answered before new connections stopped"
+        answered_before_refusing = in_flight.done()
+        refusing.set()
         answer = await asyncio.wait_for(in_flight, 10)
 
-    assert refused
+    assert refused and not answered_before_refusing
     assert "forwarded" in answer and "202" in answer
     assert endpoint.received[0].form == {"source": SOURCE, "target": TARGET}
     assert await asyncio.to_thread(proxy.process.wait, 15) == 0

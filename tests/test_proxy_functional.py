@@ -436,12 +436,16 @@ async def test_forward_finishes_after_the_sender_hangs_up(proxy, endpoint, caplo
     assert any("outcome=success" in line and "upstream_status=202" in line for line in lines)
 
 
-async def test_a_request_carrying_this_proxys_via_name_is_a_loop(proxy, endpoint):
+async def test_a_request_carrying_this_proxys_via_name_is_a_loop_and_leaves_its_line(
+        proxy, endpoint, caplog):
+    caplog.set_level(logging.INFO, logger="pingproxy.relay")
     response = await ping(proxy, "/" + endpoint.url(), headers={"Via": "1.1 pingproxy-testproxy"})
 
     fault = await fault_of(response)
     assert fault.faultCode == 0x21 and "loop" in fault.faultString
     assert endpoint.received == []
+    [line] = relay_lines(proxy, caplog)
+    assert line.startswith("pingback outcome=loop fault=33 ")
 
 
 async def test_a_proxy_pointed_at_itself_stops_after_one_hop(proxy, endpoint):
