@@ -11,7 +11,7 @@ from enum import Enum
 
 from yarl import URL
 
-from pingproxy.concerns import CONCERN_CODES, Concern, concerns  # noqa: F401 (CONCERN_CODES)
+from pingproxy.concerns import Concern, concerns
 from pingproxy.discovery import Found
 from pingproxy.errors import fault_meaning
 from pingproxy.urls import pingback_tags, pingback_url

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pingproxy import findings
+from pingproxy.concerns import CONCERN_CODES
 from pingproxy.config import OPTIONS
 from pingproxy.discovery import MAX_TARGET_REDIRECTS
 from pingproxy.discovery_cache import MAX_CACHED_TARGETS, MAX_DISCOVERIES_PER_HOST
@@ -58,7 +58,7 @@ def test_every_field_of_the_check_json_is_documented(key):
     assert re.search(rf"`{key}`|[{{,] ?{key}\b", table)
 
 
-@pytest.mark.parametrize("code", findings.CONCERN_CODES)
+@pytest.mark.parametrize("code", CONCERN_CODES)
 def test_every_concern_is_in_the_concern_table(code):
     assert _table_rows(f"`{code}`")
 
