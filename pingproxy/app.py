@@ -31,7 +31,7 @@ from pingproxy.send.gate import GateRefusal, SendGate
 from pingproxy.send.post import Sender
 from pingproxy.send.report import as_json
 from pingproxy.send.run import SourceUnusable
-from pingproxy.send.site import FeedUnreadable, SiteSender
+from pingproxy.send.site import AlsoWithFeed, FeedUnreadable, SiteSender
 from pingproxy.urls import endpoint_from_forward, endpoint_from_path, http_url
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -227,6 +227,8 @@ async def api_send(request: web.Request) -> web.Response:
                    else {hdrs.RETRY_AFTER: str(refusal.retry_after_seconds)})
         return web.json_response({"error": refusal.error, "message": str(refusal)},
                                  status=refusal.status, headers=headers)
+    except AlsoWithFeed as error:  # the request's own mistake, not the source's
+        return web.json_response({"error": "also_with_feed", "message": str(error)}, status=400)
     except SourceUnusable as error:
         name = "feed_unreadable" if isinstance(error, FeedUnreadable) else "source_unusable"
         return web.json_response({"error": name, "message": str(error)}, status=502)

@@ -240,6 +240,18 @@ async def test_bad_entries_or_since_is_400(make_sender, site, form, error):
     assert site.blog.hits == []
 
 
+async def test_also_with_a_feed_is_400_also_with_feed(make_sender, site):
+    proxy = await make_sender()
+
+    response = await proxy.post("/api/send", data={"source": site.feed("rss"),
+                                                   "also": "https://elsewhere.example/"},
+                                headers=AUTHORIZED)
+
+    assert response.status == 400
+    assert (await response.json())["error"] == "also_with_feed"
+    assert site.django.received == []
+
+
 async def test_an_unreadable_feed_is_502_feed_unreadable(make_sender, blog):
     proxy = await make_sender()
     feed = blog.document("/feed", "<rss version='2.0'><channel>", "application/rss+xml")

@@ -30,6 +30,10 @@ class FeedUnreadable(SourceUnusable):
     """The URL is meant as a feed (by its type or its start) and cannot be read."""
 
 
+class AlsoWithFeed(SourceUnusable):
+    """Targets named with --also (also=) belong to one post; a feed's entries have many."""
+
+
 @dataclass(frozen=True, slots=True)
 class SiteProgress:
     """Told (done, in all) as each entry ends, and as each target of any entry ends."""
@@ -58,7 +62,7 @@ class SiteSender:
             report.seconds = run.seconds()
             return report
         if request.also:
-            raise SourceUnusable("the URL is a feed, and --also (also=) names targets of one "
+            raise AlsoWithFeed("the URL is a feed, and --also (also=) names targets of one "
                                  "post: a feed's entries take earlier targets from --previous")
         return await _FeedRun(run, request, progress).report(feed, page)
 
