@@ -236,10 +236,14 @@ def _public_url(text: str) -> str | None:
     return url.rstrip("/") if url else None
 
 
-def _redis_url(text: str) -> str | None:
-    """A Redis URL (redis://, rediss:// or unix://), usable only with the redis extra."""
+def _redis_url(text: str) -> str:
+    """A Redis URL (redis://, rediss:// or unix://), usable only with the redis extra.
+
+    Set but empty (a template whose value was empty) is refused, as an empty allowlist is:
+    it would quietly count every limit per process while the operator believes it shared."""
     if not text.strip():
-        return None
+        raise ValueError("names no Redis: give its URL, or leave it unset to count limits in "
+                         "each process")
     if URL(text.strip()).scheme not in REDIS_SCHEMES:
         raise ValueError(f"must be a Redis URL: {', '.join(s + '://...' for s in REDIS_SCHEMES)}")
     if any(importlib.util.find_spec(name) is None for name in ("limits", "redis", "hiredis")):

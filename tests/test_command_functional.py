@@ -191,6 +191,16 @@ def test_a_bad_token_flag_is_named_and_never_shown():
     assert "short-secret" not in result.stderr
 
 
+@pytest.mark.parametrize("variable", ["PINGPROXY_REDIS_URL", "REDIS_URL"])
+def test_an_empty_redis_url_stops_start_up_rather_than_counting_limits_per_process(variable):
+    result = run_with({variable: " "})
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pingproxy: {variable}: invalid value (not shown: it is a secret): names no Redis: "
+        "give its URL, or leave it unset to count limits in each process"]
+
+
 def test_an_unknown_command_is_named_with_the_commands_and_the_nearest():
     result = run(["chek", "https://example.com/post"])
 
